@@ -1,0 +1,59 @@
+//! Echoes every text and binary message on `/ws` (port 9001): the conformance and
+//! throughput target.
+//!
+//! ```text
+//! cargo run --release --example echo
+//! ../shared/autobahn/run ws://127.0.0.1:9001/ws target/autobahn
+//! ```
+//! `HOST` and `PORT` override the defaults; SIGINT or SIGTERM shuts it down gracefully.
+
+use nestforge_edge::prelude::*;
+
+struct Echo;
+
+impl WebSocketGateway for Echo {
+    fn on_connect(&self, _ctx: WebSocketContext, mut socket: WebSocket) -> WebSocketFuture {
+        Box::pin(async move {
+            while let Some(Ok(message)) = socket.recv().await {
+                if (message.is_text() || message.is_binary()) && socket.send(message).await.is_err()
+                {
+                    break;
+                }
+            }
+        })
+    }
+}
+
+module! { struct AppModule { providers: [] } }
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(9001);
+    // Conformance and load tests send up to 16 MiB messages and open many connections.
+    let config = WebSocketConfig::default()
+        .max_frame_size(16 << 20)
+        .max_message_size(16 << 20)
+        .max_write_buffer_size(256 * 1024);
+    let server_config = ServerConfig::default().host(&host).max_connections(1024);
+    smol::block_on(async {
+        let server = NestForgeFactory::<AppModule>::create()?
+            .with_websocket_gateway_config(Echo, config)
+            .with_server_config(server_config)
+            .into_server()?;
+        let handle = server.shutdown_handle();
+        let mut signals =
+            async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])?;
+        std::thread::spawn(move || {
+            if smol::block_on(futures_lite::StreamExt::next(&mut signals)).is_some() {
+                handle.shutdown();
+            }
+        });
+        let listener = std::net::TcpListener::bind((host.as_str(), port))?;
+        println!("echo listening on ws://{}/ws", listener.local_addr()?);
+        server.serve(listener).await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,312 @@
+//! Configuration: per gateway ([`WebSocketConfig`]) and per server ([`ServerConfig`]).
+//! Every default is chosen for a small device and written in its doc.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::guard::Guard;
+
+/// Per-gateway settings: the endpoint and the per-connection limits.
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::WebSocketConfig;
+/// use std::time::Duration;
+///
+/// let config = WebSocketConfig::new("events")
+///     .max_message_size(16 * 1024)
+///     .ping_interval(Some(Duration::from_secs(10)));
+/// assert_eq!(config.endpoint, "/events");
+/// assert_eq!(WebSocketConfig::new(" / ").endpoint, "/ws");
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct WebSocketConfig {
+    /// The path the gateway is mounted on. Default `/ws`. Normalised as NestForge does:
+    /// trimmed; empty or `/` gives `/ws`; a missing leading `/` is added.
+    pub endpoint: String,
+    /// Largest frame payload accepted, checked as soon as the frame header arrives (before
+    /// any payload is buffered); beyond it the connection is closed with 1009.
+    /// Default 16 KiB.
+    pub max_frame_size: usize,
+    /// Largest message accepted, fragments included; beyond it, close 1009. Default 64 KiB.
+    pub max_message_size: usize,
+    /// Read buffer per connection (grows only up to the frame being read). Default 4 KiB.
+    pub read_buffer_size: usize,
+    /// Most bytes of outgoing frames buffered per connection before `send` waits for the
+    /// peer to read. Default 64 KiB.
+    pub max_write_buffer_size: usize,
+    /// How long a `send` (or a queued push) may wait for a peer that does not read before
+    /// the connection is closed with 1008. Default 5 s.
+    pub send_timeout: Duration,
+    /// Capacity of each connection's outbound push queue (messages). Default 16.
+    pub outbound_queue: usize,
+    /// What a push to a connection whose queue is full does. Default [`Overflow::Close`]
+    /// (close with 1008).
+    pub overflow: Overflow,
+    /// Interval between server pings; `None` disables them. Default 20 s.
+    pub ping_interval: Option<Duration>,
+    /// A connection that sent nothing (no frame, no pong) for this long is closed with
+    /// 1001 (going away; the TCP connection is then dropped, which the peer may see as
+    /// 1006). `None` disables it. Default 45 s.
+    pub idle_timeout: Option<Duration>,
+    /// How long the closing handshake may take before the socket is dropped. Default 2 s.
+    pub close_timeout: Duration,
+    /// Consecutive messages one connection may process before yielding to others on the
+    /// thread. Default 32.
+    pub fairness_budget: u32,
+    /// Allowed `Origin` values; when set, any other Origin (or none) gets 403 before the
+    /// upgrade. Default `None` (no check).
+    pub allowed_origins: Option<Vec<String>>,
+    /// Subprotocols the gateway speaks, in preference order; the first one the client also
+    /// offers is selected. Default none.
+    pub protocols: Vec<String>,
+    /// The upgrade guard (see [`WebSocketConfig::guard`]). Default none.
+    pub(crate) guard: Option<Arc<dyn Guard>>,
+}
+
+/// What a push to a connection with a full outbound queue does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Drop the message; the connection stays.
+    Drop,
+    /// Close the connection with 1008 (policy violation: slow consumer).
+    Close,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            endpoint: "/ws".into(),
+            max_frame_size: 16 * 1024,
+            max_message_size: 64 * 1024,
+            read_buffer_size: 4 * 1024,
+            max_write_buffer_size: 64 * 1024,
+            send_timeout: Duration::from_secs(5),
+            outbound_queue: 16,
+            overflow: Overflow::Close,
+            ping_interval: Some(Duration::from_secs(20)),
+            idle_timeout: Some(Duration::from_secs(45)),
+            close_timeout: Duration::from_secs(2),
+            fairness_budget: 32,
+            allowed_origins: None,
+            protocols: Vec::new(),
+            guard: None,
+        }
+    }
+}
+
+/// NestForge's endpoint normalisation.
+pub(crate) fn normalize_endpoint(endpoint: &str) -> String {
+    let trimmed = endpoint.trim();
+    match trimmed {
+        "" | "/" => "/ws".into(),
+        p if p.starts_with('/') => p.into(),
+        p => format!("/{p}"),
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, $name: $ty) -> Self {
+            self.$name = $name;
+            self
+        }
+    )*};
+}
+
+impl WebSocketConfig {
+    /// Defaults with `endpoint` (normalised).
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        WebSocketConfig {
+            endpoint: normalize_endpoint(&endpoint.into()),
+            ..Self::default()
+        }
+    }
+
+    setters! {
+        /// Sets [`Self::max_frame_size`].
+        max_frame_size: usize;
+        /// Sets [`Self::max_message_size`].
+        max_message_size: usize;
+        /// Sets [`Self::read_buffer_size`].
+        read_buffer_size: usize;
+        /// Sets [`Self::max_write_buffer_size`].
+        max_write_buffer_size: usize;
+        /// Sets [`Self::send_timeout`].
+        send_timeout: Duration;
+        /// Sets [`Self::outbound_queue`].
+        outbound_queue: usize;
+        /// Sets [`Self::overflow`].
+        overflow: Overflow;
+        /// Sets [`Self::ping_interval`].
+        ping_interval: Option<Duration>;
+        /// Sets [`Self::idle_timeout`].
+        idle_timeout: Option<Duration>;
+        /// Sets [`Self::close_timeout`].
+        close_timeout: Duration;
+        /// Sets [`Self::fairness_budget`].
+        fairness_budget: u32;
+    }
+
+    /// Sets [`Self::endpoint`] (normalised).
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = normalize_endpoint(&endpoint.into());
+        self
+    }
+
+    /// Sets [`Self::allowed_origins`].
+    pub fn allowed_origins<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        origins: I,
+    ) -> Self {
+        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets [`Self::protocols`].
+    pub fn protocols<I: IntoIterator<Item = S>, S: Into<String>>(mut self, protocols: I) -> Self {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the upgrade guard: an async check of the upgrade request run before the `101`,
+    /// which accepts (optionally attaching an [`AuthIdentity`](crate::AuthIdentity)) or
+    /// rejects with a status. See [`Guard`].
+    pub fn guard(mut self, guard: impl Guard) -> Self {
+        self.guard = Some(Arc::new(guard));
+        self
+    }
+
+    pub(crate) fn tungstenite(&self) -> tungstenite::protocol::WebSocketConfig {
+        tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_size)
+            // Frames are written by explicit flushes, batched by the connection loop; the
+            // buffer may exceed the bound by one frame so that a frame larger than the bound
+            // can still be sent.
+            .write_buffer_size(self.max_write_buffer_size)
+            .max_write_buffer_size(
+                self.max_write_buffer_size
+                    + self.max_write_buffer_size.max(self.max_message_size)
+                    + 16,
+            )
+            .max_frame_size(Some(self.max_frame_size))
+            .max_message_size(Some(self.max_message_size))
+    }
+}
+
+impl fmt::Debug for WebSocketConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocketConfig")
+            .field("endpoint", &self.endpoint)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("max_message_size", &self.max_message_size)
+            .field("read_buffer_size", &self.read_buffer_size)
+            .field("max_write_buffer_size", &self.max_write_buffer_size)
+            .field("send_timeout", &self.send_timeout)
+            .field("outbound_queue", &self.outbound_queue)
+            .field("ping_interval", &self.ping_interval)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("protocols", &self.protocols)
+            .field("guard", &self.guard.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Server-wide settings: address, connection cap, upgrade limits, shutdown.
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::ServerConfig;
+/// let config = ServerConfig::default().host("0.0.0.0").max_connections(16).health_endpoint(Some("/healthz"));
+/// assert_eq!(config.max_connections, 16);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Address `listen(port)` binds. Default `127.0.0.1` (as NestForge).
+    pub host: String,
+    /// Open connections (upgraded or upgrading) beyond which new ones get `503` before the
+    /// upgrade. Default 64.
+    pub max_connections: usize,
+    /// Largest request head; beyond it `431`. Default 8 KiB.
+    pub max_head_size: usize,
+    /// Most request headers; beyond it `431`. Default 32 (at most 128).
+    pub max_headers: usize,
+    /// Time allowed for the whole upgrade (head, guard, `101`); then `408` and close.
+    /// Default 5 s.
+    pub handshake_timeout: std::time::Duration,
+    /// After a shutdown starts, how long connections get to finish their close handshake
+    /// before they are dropped. Default 5 s.
+    pub shutdown_timeout: std::time::Duration,
+    /// Path answering `GET` with `200` and the counters as JSON; `None` disables it.
+    /// Default `None`.
+    pub health_endpoint: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            max_connections: 64,
+            max_head_size: 8 * 1024,
+            max_headers: 32,
+            handshake_timeout: std::time::Duration::from_secs(5),
+            shutdown_timeout: std::time::Duration::from_secs(5),
+            health_endpoint: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    setters! {
+        /// Sets [`Self::max_connections`].
+        max_connections: usize;
+        /// Sets [`Self::max_head_size`].
+        max_head_size: usize;
+        /// Sets [`Self::max_headers`].
+        max_headers: usize;
+        /// Sets [`Self::handshake_timeout`].
+        handshake_timeout: std::time::Duration;
+        /// Sets [`Self::shutdown_timeout`].
+        shutdown_timeout: std::time::Duration;
+    }
+
+    /// Sets [`Self::host`].
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// Sets [`Self::health_endpoint`] (normalised like an endpoint).
+    pub fn health_endpoint(mut self, path: Option<&str>) -> Self {
+        self.health_endpoint = path.map(normalize_endpoint);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_endpoint;
+
+    #[test]
+    fn nestforge_normalisation_table() {
+        for (input, want) in [
+            ("socket", "/socket"),
+            ("/socket", "/socket"),
+            ("", "/ws"),
+            ("   ", "/ws"),
+            ("/", "/ws"),
+            (" /events ", "/events"),
+            ("socket/", "/socket/"),
+            ("//x", "//x"),
+            ("/a b", "/a b"),
+        ] {
+            assert_eq!(normalize_endpoint(input), want, "{input:?}");
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::io;
+
+use serde_json::value::RawValue;
+
+use crate::wire::Kind;
+
+/// What a message or event handler may fail with.
+///
+/// Any `std::error::Error + Send + Sync` converts into it with `?` (this crate's [`Error`],
+/// `serde_json::Error`, `io::Error`, `anyhow::Error`, ...), and so do `&str` and `String`:
+/// `Err("boom".into())`.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with this crate's [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The request a dispatch error belongs to: its pattern and, when the client sent one, its `id`.
+///
+/// Carried by the dispatch variants of [`Error`] so that an error frame can be correlated.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The request's `"id"`, verbatim JSON (a number or a string), if it had one.
+    pub id: Option<Box<RawValue>>,
+    /// The request's pattern.
+    pub pattern: Box<str>,
+}
+
+impl Request {
+    #[cold]
+    pub(crate) fn new(id: Option<&RawValue>, pattern: &str) -> Self {
+        Request {
+            id: id.map(RawValue::to_owned),
+            pattern: pattern.into(),
+        }
+    }
+}
+
+/// Every failure this crate reports.
+///
+/// `Display` keeps NestForge 1.9's texts where NestForge has one (``No message handler
+/// registered for `x` ``, `Failed to deserialize message payload`, `Type not registered: T`, serde's
+/// message for bad JSON), so `format!("error:{err}")` sends the same bytes as NestForge. The
+/// alternate form `{:#}` appends the cause (`Failed to deserialize message payload: missing
+/// field ...`). [`Error::code`] gives a stable machine-readable code and
+/// [`Error::to_message`] renders the JSON error frame.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A request frame was not valid JSON or not a valid request (missing `kind`, ...).
+    BadFrame {
+        /// serde_json's reason.
+        source: serde_json::Error,
+    },
+    /// No handler is registered for the pattern in the namespace (`kind`) asked for.
+    UnknownPattern {
+        /// Message or event namespace.
+        kind: Kind,
+        /// The offending request.
+        request: Request,
+    },
+    /// The payload did not deserialize into the handler's payload type.
+    BadPayload {
+        /// Message or event.
+        kind: Kind,
+        /// The offending request.
+        request: Request,
+        /// serde_json's reason.
+        source: serde_json::Error,
+    },
+    /// The handler returned an error; `Display` shows the handler's error.
+    Handler {
+        /// The request being handled.
+        request: Request,
+        /// What the handler returned.
+        source: HandlerError,
+    },
+    /// The handler's reply could not be serialized to JSON.
+    Serialize {
+        /// The request being handled.
+        request: Request,
+        /// serde_json's reason.
+        source: serde_json::Error,
+    },
+    /// `resolve::<T>()` asked for a type no module provided.
+    TypeNotRegistered {
+        /// `std::any::type_name::<T>()`.
+        type_name: &'static str,
+    },
+    /// A provider of this type was registered twice.
+    DuplicateProvider {
+        /// `std::any::type_name::<T>()`.
+        type_name: &'static str,
+    },
+    /// A provider's constructor failed during `create()`.
+    Provider {
+        /// The provider's type.
+        type_name: &'static str,
+        /// What the constructor returned.
+        source: HandlerError,
+    },
+    /// The same pattern was registered twice in one namespace.
+    DuplicatePattern {
+        /// Message or event namespace.
+        kind: Kind,
+        /// The pattern.
+        pattern: String,
+    },
+    /// Two gateways were mounted on the same endpoint.
+    DuplicateEndpoint {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// A WebSocket protocol or transport error on a connection.
+    WebSocket(tungstenite::Error),
+    /// An I/O error (binding, accepting).
+    Io(io::Error),
+}
+
+/// The stable, machine-readable code of an [`Error`], as sent in JSON error frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `bad_frame`: the frame is not JSON or not a request.
+    BadFrame,
+    /// `unknown_pattern`: no handler for the pattern.
+    UnknownPattern,
+    /// `bad_payload`: the payload does not fit the handler's type.
+    BadPayload,
+    /// `handler_error`: the handler returned an error.
+    HandlerError,
+    /// `provider_missing`: a provider the handler needs is not registered.
+    ProviderMissing,
+    /// `internal`: anything else (reply serialization, transport, configuration).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire, e.g. `"unknown_pattern"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::UnknownPattern => "unknown_pattern",
+            ErrorCode::BadPayload => "bad_payload",
+            ErrorCode::HandlerError => "handler_error",
+            ErrorCode::ProviderMissing => "provider_missing",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Error {
+    /// The stable code of this error. A handler error that is itself one of this crate's
+    /// errors (e.g. `ctx.resolve::<Missing>()?`) reports that error's code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::BadFrame { .. } => ErrorCode::BadFrame,
+            Error::UnknownPattern { .. } => ErrorCode::UnknownPattern,
+            Error::BadPayload { .. } => ErrorCode::BadPayload,
+            Error::Handler { source, .. } => match source.downcast_ref::<Error>() {
+                Some(inner) => inner.code(),
+                None => ErrorCode::HandlerError,
+            },
+            Error::TypeNotRegistered { .. } => ErrorCode::ProviderMissing,
+            _ => ErrorCode::Internal,
+        }
+    }
+
+    /// The request this error belongs to, for dispatch errors.
+    pub fn request(&self) -> Option<&Request> {
+        match self {
+            Error::UnknownPattern { request, .. }
+            | Error::BadPayload { request, .. }
+            | Error::Handler { request, .. }
+            | Error::Serialize { request, .. } => Some(request),
+            _ => None,
+        }
+    }
+
+    /// Renders the JSON error frame
+    /// `{"id":..,"pattern":..,"error":{"code":"..","message":"..","detail":".."}}`.
+    ///
+    /// `id` and `pattern` are present when the request carried them; `detail` is present when
+    /// the error has a cause (serde's reason for `bad_payload`).
+    pub fn to_json(&self) -> String {
+        crate::wire::error_frame(self)
+    }
+
+    /// [`Error::to_json`] as a Text [`Message`](crate::Message), ready to send.
+    pub fn to_message(&self) -> crate::Message {
+        crate::Message::Text(self.to_json().into())
+    }
+
+    /// The cause shown by `{:#}` and in the `detail` field of error frames.
+    pub(crate) fn detail(&self) -> Option<&dyn std::error::Error> {
+        match self {
+            Error::BadPayload { source, .. } => Some(source),
+            Error::Provider { source, .. } => Some(&**source),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadFrame { source } => fmt::Display::fmt(source, f)?,
+            Error::UnknownPattern { kind, request } => write!(
+                f,
+                "No {} handler registered for `{}`",
+                kind.as_str(),
+                request.pattern
+            )?,
+            Error::BadPayload { kind, .. } => {
+                write!(f, "Failed to deserialize {} payload", kind.as_str())?
+            }
+            Error::Handler { source, .. } => fmt::Display::fmt(source, f)?,
+            Error::Serialize { .. } => f.write_str("Failed to serialize message response")?,
+            Error::TypeNotRegistered { type_name } => {
+                write!(f, "Type not registered: {type_name}")?
+            }
+            Error::DuplicateProvider { type_name } => {
+                write!(f, "Type already registered: {type_name}")?
+            }
+            Error::Provider { type_name, .. } => {
+                write!(f, "Failed to construct provider {type_name}")?
+            }
+            Error::DuplicatePattern { kind, pattern } => write!(
+                f,
+                "Pattern `{pattern}` is already registered as a {} handler",
+                kind.as_str()
+            )?,
+            Error::DuplicateEndpoint { endpoint } => {
+                write!(f, "Two gateways are mounted on `{endpoint}`")?
+            }
+            Error::WebSocket(e) => fmt::Display::fmt(e, f)?,
+            Error::Io(e) => fmt::Display::fmt(e, f)?,
+        }
+        if f.alternate() {
+            if let Some(cause) = self.detail() {
+                write!(f, ": {cause}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::BadFrame { source } => Some(source),
+            Error::BadPayload { source, .. } => Some(source),
+            Error::Serialize { source, .. } => Some(source),
+            Error::Handler { source, .. } | Error::Provider { source, .. } => Some(&**source),
+            Error::WebSocket(e) => Some(e),
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<tungstenite::Error> for Error {
+    fn from(e: tungstenite::Error) -> Self {
+        Error::WebSocket(e)
+    }
+}

@@ -1,0 +1,86 @@
+//! NestForge's WebSocket gateway workflow — gateways, providers resolved from the socket
+//! context, message and event patterns, the factory mount on `/ws` — as a small,
+//! single-thread, executor-agnostic runtime for edge devices.
+//!
+//! ```no_run
+//! use nestforge_edge::prelude::*;
+//!
+//! struct Echo;
+//! impl WebSocketGateway for Echo {
+//!     fn on_connect(&self, _ctx: WebSocketContext, mut socket: WebSocket) -> WebSocketFuture {
+//!         Box::pin(async move {
+//!             while let Some(Ok(message)) = socket.recv().await {
+//!                 if message.is_text() || message.is_binary() {
+//!                     let _ = socket.send(message).await;
+//!                 }
+//!             }
+//!         })
+//!     }
+//! }
+//!
+//! module! { struct AppModule { providers: [] } }
+//!
+//! smol::block_on(async {
+//!     NestForgeFactory::<AppModule>::create()?.with_websocket_gateway(Echo).listen(9001).await
+//! })?;
+//! # Ok::<(), nestforge_edge::Error>(())
+//! ```
+//!
+//! # Features
+//! - `log` (off by default): connection-level logs through the `log` facade (connect,
+//!   disconnect with code and duration, rejected upgrades, limit hits). Without it the
+//!   calls compile to nothing.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod config;
+mod context;
+mod error;
+mod factory;
+mod gateway;
+mod guard;
+mod log;
+mod providers;
+mod registry;
+mod server;
+mod shutdown;
+mod socket;
+mod stats;
+pub mod upgrade;
+mod wire;
+
+pub use config::{Overflow, ServerConfig, WebSocketConfig};
+pub use context::{AuthIdentity, Headers, MicroserviceContext, RequestId, WebSocketContext};
+pub use error::{Error, ErrorCode, HandlerError, Request, Result};
+pub use factory::NestForgeFactory;
+pub use gateway::{WebSocketFuture, WebSocketGateway};
+pub use guard::{Guard, GuardFuture, GuardResult};
+pub use providers::{Module, Providers, ProvidersBuilder};
+pub use registry::{
+    handle_websocket_microservice_message, MicroserviceRegistry, MicroserviceRegistryBuilder,
+};
+pub use server::Server;
+pub use shutdown::ShutdownHandle;
+pub use socket::{CloseInfo, WebSocket};
+pub use stats::StatsSnapshot;
+pub use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
+pub use tungstenite::{Bytes, Message};
+pub use upgrade::Rejection;
+pub use wire::{Kind, RequestFrame, TransportMetadata};
+
+/// NestForge's name for [`Kind`].
+pub type WebSocketMicroserviceKind = Kind;
+
+/// Everything a NestForge gateway file needs: `use nestforge_edge::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        handle_websocket_microservice_message, module, AuthIdentity, CloseFrame, Error,
+        HandlerError, Message, MicroserviceContext, MicroserviceRegistry, Module, NestForgeFactory,
+        Providers, ProvidersBuilder, RequestId, ServerConfig, TransportMetadata, Utf8Bytes,
+        WebSocket, WebSocketConfig, WebSocketContext, WebSocketFuture, WebSocketGateway,
+    };
+}
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,242 @@
+//! The static provider map (NestForge's container, frozen) and the `Module` trait.
+
+use std::any::{type_name, Any, TypeId};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Error, HandlerError, Result};
+
+type Slot = (TypeId, &'static str, Arc<dyn Any + Send + Sync>);
+
+/// Providers keyed by type, built once at start-up and frozen.
+///
+/// Lookups are a binary search over a sorted slice: no lock, no allocation, no hashing.
+/// Clones share the same map.
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::Providers;
+/// struct AppConfig { app_name: String }
+///
+/// let mut builder = Providers::builder();
+/// builder.provide(AppConfig { app_name: "edge".into() })?;
+/// let providers = builder.build();
+/// assert_eq!(providers.resolve::<AppConfig>()?.app_name, "edge");
+/// assert_eq!(
+///     providers.resolve::<u8>().unwrap_err().to_string(),
+///     "Type not registered: u8"
+/// );
+/// # Ok::<(), nestforge_edge::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct Providers {
+    slots: Arc<[Slot]>,
+}
+
+impl Providers {
+    /// Starts a builder.
+    pub fn builder() -> ProvidersBuilder {
+        ProvidersBuilder::default()
+    }
+
+    /// The provider of type `T`, or [`Error::TypeNotRegistered`]
+    /// (`Type not registered: <type name>`).
+    pub fn resolve<T: Send + Sync + 'static>(&self) -> Result<Arc<T>> {
+        self.find(TypeId::of::<T>())
+            .and_then(|any| Arc::clone(any).downcast::<T>().ok())
+            .ok_or(Error::TypeNotRegistered {
+                type_name: type_name::<T>(),
+            })
+    }
+
+    /// A borrowed reference to the provider of type `T`, if registered.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.find(TypeId::of::<T>())
+            .and_then(|any| any.downcast_ref::<T>())
+    }
+
+    /// How many providers are registered.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no provider is registered.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn find(&self, id: TypeId) -> Option<&Arc<dyn Any + Send + Sync>> {
+        self.slots
+            .binary_search_by(|slot| slot.0.cmp(&id))
+            .ok()
+            .map(|i| &self.slots[i].2)
+    }
+}
+
+impl fmt::Debug for Providers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.slots.iter().map(|s| s.1))
+            .finish()
+    }
+}
+
+/// Collects providers before they are frozen into [`Providers`].
+#[derive(Default)]
+pub struct ProvidersBuilder {
+    slots: Vec<Slot>,
+}
+
+impl ProvidersBuilder {
+    /// Registers `value` as the provider of its type. A type may be provided once;
+    /// a second time is [`Error::DuplicateProvider`].
+    pub fn provide<T: Send + Sync + 'static>(&mut self, value: T) -> Result<&mut Self> {
+        self.provide_arc(Arc::new(value))
+    }
+
+    /// Registers an already shared value as the provider of `T`.
+    pub fn provide_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) -> Result<&mut Self> {
+        let id = TypeId::of::<T>();
+        if self.slots.iter().any(|s| s.0 == id) {
+            return Err(Error::DuplicateProvider {
+                type_name: type_name::<T>(),
+            });
+        }
+        self.slots.push((id, type_name::<T>(), value));
+        Ok(self)
+    }
+
+    /// Runs a fallible constructor and registers what it returns. A failure becomes
+    /// [`Error::Provider`] naming the type, and `create()` fails with it.
+    pub fn provide_with<T, E, F>(&mut self, factory: F) -> Result<&mut Self>
+    where
+        T: Send + Sync + 'static,
+        E: Into<HandlerError>,
+        F: FnOnce() -> std::result::Result<T, E>,
+    {
+        match factory() {
+            Ok(value) => self.provide(value),
+            Err(e) => Err(Error::Provider {
+                type_name: type_name::<T>(),
+                source: e.into(),
+            }),
+        }
+    }
+
+    /// Whether a provider of `T` is already registered (for modules imported twice).
+    pub fn contains<T: 'static>(&self) -> bool {
+        let id = TypeId::of::<T>();
+        self.slots.iter().any(|s| s.0 == id)
+    }
+
+    /// Freezes the map.
+    pub fn build(mut self) -> Providers {
+        self.slots.sort_unstable_by_key(|slot| slot.0);
+        Providers {
+            slots: self.slots.into(),
+        }
+    }
+}
+
+impl fmt::Debug for ProvidersBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.slots.iter().map(|s| s.1))
+            .finish()
+    }
+}
+
+/// An application module: registers its providers (NestForge's
+/// `#[module(providers = [...])]`, without a proc-macro).
+///
+/// Imports are plain calls: `OtherModule::register(providers)?`.
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::{Module, ProvidersBuilder, Result};
+///
+/// struct AppConfig { app_name: String }
+/// impl AppConfig {
+///     fn from_env() -> Result<Self, std::env::VarError> {
+///         Ok(AppConfig { app_name: std::env::var("APP_NAME").unwrap_or_else(|_| "edge".into()) })
+///     }
+/// }
+///
+/// struct AppModule;
+/// impl Module for AppModule {
+///     fn register(providers: &mut ProvidersBuilder) -> Result<()> {
+///         providers.provide_with(AppConfig::from_env)?;
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// The [`module!`](crate::module) macro writes the same impl from a list of expressions.
+pub trait Module {
+    /// Registers this module's providers (and its imports').
+    fn register(providers: &mut ProvidersBuilder) -> Result<()>;
+
+    /// Builds the frozen provider map of this module.
+    fn providers() -> Result<Providers>
+    where
+        Self: Sized,
+    {
+        let mut builder = Providers::builder();
+        Self::register(&mut builder)?;
+        Ok(builder.build())
+    }
+}
+
+/// Declares a [`Module`]: a unit struct whose providers are the listed expressions,
+/// each evaluated once at start-up, in order. An expression may use `?` on any error
+/// that converts into [`HandlerError`](crate::HandlerError); imports are other modules.
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::{module, Module};
+///
+/// struct AppConfig { app_name: String }
+/// struct Counter(std::sync::atomic::AtomicU64);
+///
+/// module! {
+///     /// The shared core.
+///     pub struct CoreModule {
+///         providers: [Counter(0.into())],
+///     }
+/// }
+/// module! {
+///     pub struct AppModule {
+///         imports: [CoreModule],
+///         providers: [AppConfig { app_name: std::env::var("APP_NAME").unwrap_or_default() }],
+///     }
+/// }
+/// let providers = AppModule::providers()?;
+/// assert_eq!(providers.len(), 2);
+/// # Ok::<(), nestforge_edge::Error>(())
+/// ```
+#[macro_export]
+macro_rules! module {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $(imports: [$($import:ty),* $(,)?],)?
+            providers: [$($provider:expr),* $(,)?] $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Default)]
+        $vis struct $name;
+
+        impl $crate::Module for $name {
+            fn register(providers: &mut $crate::ProvidersBuilder) -> $crate::Result<()> {
+                $($(<$import as $crate::Module>::register(providers)?;)*)?
+                $(
+                    providers.provide_with(|| -> ::core::result::Result<_, $crate::HandlerError> {
+                        Ok($provider)
+                    })?;
+                )*
+                Ok(())
+            }
+        }
+    };
+}

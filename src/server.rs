@@ -1,0 +1,408 @@
+//! The server: accept loop, upgrade, connection lifetime. The only code besides `socket.rs`
+//! that touches sockets.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_executor::LocalExecutor;
+use async_io::{Async, Timer};
+use event_listener::Event;
+use futures_lite::future::{or, poll_fn};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
+use std::pin::Pin;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::config::{ServerConfig, WebSocketConfig};
+use crate::context::{ContextInner, RequestId, WebSocketContext};
+use crate::error::Result;
+use crate::gateway::WebSocketGateway;
+use crate::log::event;
+use crate::providers::Providers;
+use crate::shutdown::{ShutdownHandle, Signal};
+use crate::socket::{CloseInfo, Conn, Home, Io, WebSocket};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::upgrade::{self, Rejection, Status, UpgradeRequest};
+
+pub(crate) struct Mount {
+    pub(crate) gateway: Arc<dyn WebSocketGateway>,
+    pub(crate) config: Arc<WebSocketConfig>,
+}
+
+/// A configured server: gateways, providers and limits. Cheap to clone.
+///
+/// Runs on one thread under any executor: [`serve`](Self::serve) multiplexes its
+/// connections on an internal `LocalExecutor`, so `smol::block_on`,
+/// `futures_lite::future::block_on` or a task on a caller's `LocalExecutor` all work.
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    providers: Providers,
+    mounts: Vec<Mount>,
+    config: ServerConfig,
+    stats: Arc<Stats>,
+    next_id: AtomicU64,
+    signal: Arc<Signal>,
+    drained: Event,
+}
+
+impl Server {
+    pub(crate) fn new(providers: Providers, mounts: Vec<Mount>, config: ServerConfig) -> Self {
+        Server {
+            shared: Arc::new(Shared {
+                providers,
+                mounts,
+                config,
+                stats: Arc::default(),
+                next_id: AtomicU64::new(1),
+                signal: Arc::default(),
+                drained: Event::new(),
+            }),
+        }
+    }
+
+    /// A handle that starts a graceful shutdown.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(Arc::clone(&self.shared.signal))
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// The providers the gateways resolve from.
+    pub fn providers(&self) -> &Providers {
+        &self.shared.providers
+    }
+
+    /// Serves `listener` until shutdown, then closes every connection (Close 1001) and
+    /// returns once they are closed or `shutdown_timeout` has passed.
+    pub async fn serve(&self, listener: TcpListener) -> Result<()> {
+        let listener = Async::new(listener)?;
+        let local = listener.get_ref().local_addr().ok();
+        for mount in &self.shared.mounts {
+            mount.gateway.on_init(local);
+        }
+        event!(info, "listening on {local:?}");
+        let ex = LocalExecutor::new();
+        ex.run(async {
+            loop {
+                let accept = async { Some(listener.accept().await) };
+                let stop = async {
+                    self.shared.signal.wait().await;
+                    None
+                };
+                match or(accept, stop).await {
+                    None => break,
+                    Some(Ok((stream, peer))) => {
+                        let _ = stream.get_ref().set_nodelay(true);
+                        let this = self.clone();
+                        ex.spawn(async move { this.serve_connection(stream, Some(peer)).await })
+                            .detach();
+                    }
+                    Some(Err(_e)) => {
+                        // Out of descriptors or a connection reset while queued: back off.
+                        event!(warn, "accept failed: {_e}");
+                        Timer::after(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            drop(listener);
+            let drained = async {
+                loop {
+                    let listener = self.shared.drained.listen();
+                    if self.shared.stats.open.load(Relaxed) == 0 {
+                        break;
+                    }
+                    listener.await;
+                }
+            };
+            or(drained, async {
+                Timer::after(self.shared.config.shutdown_timeout).await;
+            })
+            .await;
+        })
+        .await;
+        event!(info, "stopped");
+        Ok(())
+    }
+
+    /// Serves one already-accepted connection (any `AsyncRead + AsyncWrite` stream): the
+    /// upgrade, then the gateway, then the close. Counts against `max_connections`.
+    pub async fn serve_connection<S>(&self, stream: S, peer: Option<SocketAddr>)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let shared = &*self.shared;
+        let mut io: Box<dyn Io> = Box::new(stream);
+        let open = shared.stats.open.fetch_add(1, Relaxed) + 1;
+        Stats::add(&shared.stats.total, 1);
+        let _open = OpenGuard(shared);
+        if open > shared.config.max_connections as u64 || shared.signal.is_set() {
+            event!(warn, "refusing {peer:?}: {open} connections open");
+            shared
+                .reject(&mut io, Rejection::new(503, "server busy"))
+                .await;
+            return;
+        }
+        let deadline = shared.config.handshake_timeout;
+        let timeout = async {
+            Timer::after(deadline).await;
+            Err(Some(Rejection::new(408, "handshake timeout")))
+        };
+        let accepted = or(shared.handshake(&mut io, peer), timeout).await;
+        let (mount, ctx, read_ahead) = match accepted {
+            Ok(accepted) => accepted,
+            Err(Some(rejection)) => return shared.reject(&mut io, rejection).await,
+            Err(None) => return, // answered (health) or the peer went away
+        };
+        self.run(mount, ctx, io, read_ahead, peer).await;
+    }
+
+    async fn run(
+        &self,
+        mount: &Mount,
+        ctx: WebSocketContext,
+        io: Box<dyn Io>,
+        read_ahead: Vec<u8>,
+        _peer: Option<SocketAddr>,
+    ) {
+        let shared = &*self.shared;
+        let conn = Conn::new(
+            io,
+            read_ahead,
+            Arc::clone(&mount.config),
+            Arc::clone(&shared.stats),
+            Arc::clone(&shared.signal),
+        );
+        let home: Home = Arc::new(Mutex::new(None));
+        let mut guard = Disconnect {
+            mount,
+            ctx: ctx.clone(),
+            home: Arc::clone(&home),
+            done: false,
+        };
+        event!(
+            info,
+            "conn={} connected from {_peer:?}",
+            ctx.connection_id()
+        );
+        let socket = WebSocket::new(Box::new(conn), Arc::clone(&home));
+        let future = mount.gateway.on_connect(ctx.clone(), socket);
+        let panicked = AssertUnwindSafe(future).catch_unwind().await.is_err();
+        let conn = home.lock().ok().and_then(|mut h| h.take());
+        let info = match conn {
+            Some(conn) => {
+                conn.finish(if panicked {
+                    CloseCode::Error
+                } else {
+                    CloseCode::Normal
+                })
+                .await
+            }
+            // The gateway kept the socket past its future; it is closed when dropped.
+            None => CloseInfo::vanished(),
+        };
+        guard.done = true;
+        event!(
+            info,
+            "conn={} disconnected code={} by_peer={} after {:?}",
+            ctx.connection_id(),
+            info.code,
+            info.by_peer,
+            info.duration
+        );
+        mount.gateway.on_disconnect(&ctx, &info);
+    }
+}
+
+/// Keeps `open` exact however the connection task ends.
+struct OpenGuard<'a>(&'a Shared);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.stats.open.fetch_sub(1, Relaxed) == 1 {
+            self.0.drained.notify(usize::MAX);
+        }
+    }
+}
+
+/// Calls `on_disconnect` exactly once, also when the connection task is dropped
+/// (shutdown deadline).
+struct Disconnect<'a> {
+    mount: &'a Mount,
+    ctx: WebSocketContext,
+    home: Home,
+    done: bool,
+}
+
+impl Drop for Disconnect<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let conn = self.home.lock().ok().and_then(|mut h| h.take());
+            let info = conn.map_or_else(CloseInfo::vanished, |c| c.abandon());
+            self.mount.gateway.on_disconnect(&self.ctx, &info);
+        }
+    }
+}
+
+type Accepted<'a> = (&'a Mount, WebSocketContext, Vec<u8>);
+
+impl Shared {
+    /// Reads and answers the upgrade. `Err(None)`: nothing more to do.
+    async fn handshake(
+        &self,
+        io: &mut Box<dyn Io>,
+        peer_addr: Option<SocketAddr>,
+    ) -> Result<Accepted<'_>, Option<Rejection>> {
+        let max = self.config.max_head_size.max(64);
+        let mut buf = Vec::with_capacity(max.min(1024));
+        let request = loop {
+            let filled = buf.len();
+            if filled == max {
+                return Err(Some(Rejection::new(431, "request head too large")));
+            }
+            buf.resize(max.min(filled.max(512) * 2), 0);
+            let n = io.read(&mut buf[filled..]).await.map_err(|_| None)?;
+            buf.truncate(filled + n);
+            if n == 0 {
+                return Err(None);
+            }
+            match upgrade::parse(&buf, self.config.max_headers)? {
+                Status::Complete(request) => break request,
+                Status::Partial => continue,
+            }
+        };
+        if self.config.health_endpoint.as_deref() == Some(request.path())
+            && request.method() == "GET"
+        {
+            let mut out = Vec::new();
+            upgrade::write_response(
+                &mut out,
+                200,
+                "application/json",
+                self.stats.snapshot().to_json().as_bytes(),
+            );
+            let _ = io.write_all(&out).await;
+            let _ = linger_close(io).await;
+            return Err(None);
+        }
+        let mount = self
+            .mounts
+            .iter()
+            .find(|m| m.config.endpoint == request.path())
+            .ok_or(Rejection::new(404, "no gateway on this path"))?;
+        let key = upgrade::check(&request)?.to_owned();
+        if let Some(origins) = &mount.config.allowed_origins {
+            let origin = request.headers().get("origin");
+            if !origin.is_some_and(|o| origins.iter().any(|a| a == o)) {
+                return Err(Some(Rejection::new(403, "origin not allowed")));
+            }
+        }
+        let identity = match &mount.config.guard {
+            Some(guard) => guard.check(&request).await?,
+            None => None,
+        };
+        let protocol = select_protocol(&mount.config, &request);
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let request_id = RequestId::new(format!("req-{millis}-{id}"));
+        let mut out = Vec::with_capacity(256);
+        upgrade::write_switching_protocols(&mut out, &key, protocol.as_deref(), &request_id);
+        io.write_all(&out).await.map_err(|_| None)?;
+        io.flush().await.map_err(|_| None)?;
+        let head_len = request.head_len();
+        let (path, query, headers) = request.into_parts();
+        buf.drain(..head_len);
+        let ctx = WebSocketContext::from_inner(ContextInner {
+            providers: self.providers.clone(),
+            connection_id: id,
+            request_id,
+            path,
+            query,
+            headers,
+            peer_addr,
+            identity,
+            protocol,
+        });
+        Ok((mount, ctx, buf))
+    }
+
+    /// Answers with `rejection`, then closes.
+    async fn reject(&self, io: &mut Box<dyn Io>, rejection: Rejection) {
+        Stats::add(&self.stats.rejected, 1);
+        event!(info, "upgrade rejected: {rejection}");
+        let mut out = Vec::with_capacity(192);
+        upgrade::write_rejection(&mut out, rejection);
+        let write = async {
+            let _ = io.write_all(&out).await;
+            let _ = linger_close(io).await;
+        };
+        or(write, async {
+            Timer::after(Duration::from_secs(1)).await;
+        })
+        .await;
+    }
+}
+
+/// Half-closes, then drains what the peer still sends (bounded) so that unread input does
+/// not turn the close into a reset that could destroy the response.
+async fn linger_close(io: &mut Box<dyn Io>) -> std::io::Result<()> {
+    io.flush().await?;
+    poll_fn(|cx| Pin::new(&mut **io).poll_close(cx)).await?;
+    let mut sink = [0u8; 1024];
+    let mut budget = 64 * 1024;
+    while budget > 0 {
+        match io.read(&mut sink).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => budget -= n.min(budget),
+        }
+    }
+    Ok(())
+}
+
+/// The first of the gateway's subprotocols that the client offered.
+fn select_protocol(config: &WebSocketConfig, request: &UpgradeRequest) -> Option<Box<str>> {
+    config
+        .protocols
+        .iter()
+        .find(|p| request.offered_protocols().any(|o| o == p.as_str()))
+        .map(|p| p.as_str().into())
+}
+
+impl CloseInfo {
+    fn vanished() -> Self {
+        CloseInfo {
+            code: 1006,
+            reason: String::new(),
+            by_peer: false,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field(
+                "endpoints",
+                &self
+                    .shared
+                    .mounts
+                    .iter()
+                    .map(|m| &m.config.endpoint)
+                    .collect::<Vec<_>>(),
+            )
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}

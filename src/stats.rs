@@ -1,0 +1,108 @@
+//! Server counters: cheap relaxed atomics, readable from the app and served on `/healthz`.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Close codes counted separately; anything else is counted as "other".
+const CODES: [u16; 10] = [1000, 1001, 1002, 1006, 1007, 1008, 1009, 1011, 1013, 0];
+
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) open: AtomicU64,
+    pub(crate) total: AtomicU64,
+    pub(crate) frames_in: AtomicU64,
+    pub(crate) frames_out: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) dispatch_errors: AtomicU64,
+    closes: [AtomicU64; CODES.len()],
+}
+
+impl Stats {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn closed(&self, code: u16) {
+        let i = CODES
+            .iter()
+            .position(|&c| c == code)
+            .unwrap_or(CODES.len() - 1);
+        self.closes[i].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            open_connections: self.open.load(Relaxed),
+            total_connections: self.total.load(Relaxed),
+            frames_in: self.frames_in.load(Relaxed),
+            frames_out: self.frames_out.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            rejected_upgrades: self.rejected.load(Relaxed),
+            dispatch_errors: self.dispatch_errors.load(Relaxed),
+            closes: std::array::from_fn(|i| (CODES[i], self.closes[i].load(Relaxed))),
+        }
+    }
+}
+
+/// A point-in-time copy of the server's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Connections open now (upgrading or upgraded).
+    pub open_connections: u64,
+    /// Connections accepted since start.
+    pub total_connections: u64,
+    /// Data and control frames received.
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+    /// Payload bytes sent.
+    pub bytes_out: u64,
+    /// Upgrade requests answered with an HTTP error (4xx, 5xx).
+    pub rejected_upgrades: u64,
+    /// Frames whose dispatch failed (error frames sent by `serve_patterns`).
+    pub dispatch_errors: u64,
+    /// Closed connections by close code (`0`: any other code).
+    pub closes: [(u16, u64); 10],
+}
+
+impl StatsSnapshot {
+    /// Connections closed with `code` (`0` for codes not counted separately).
+    pub fn closes_with(&self, code: u16) -> u64 {
+        self.closes.iter().find(|c| c.0 == code).map_or(0, |c| c.1)
+    }
+
+    /// The counters as one JSON object (the `/healthz` body).
+    pub fn to_json(&self) -> String {
+        let closes: Vec<String> = self
+            .closes
+            .iter()
+            .map(|(code, n)| {
+                let key = if *code == 0 {
+                    "other".to_string()
+                } else {
+                    code.to_string()
+                };
+                format!("\"{key}\":{n}")
+            })
+            .collect();
+        format!(
+            "{{\"status\":\"ok\",\"open_connections\":{},\"total_connections\":{},\"frames_in\":{},\
+             \"frames_out\":{},\"bytes_in\":{},\"bytes_out\":{},\"rejected_upgrades\":{},\
+             \"dispatch_errors\":{},\"closes\":{{{}}}}}",
+            self.open_connections,
+            self.total_connections,
+            self.frames_in,
+            self.frames_out,
+            self.bytes_in,
+            self.bytes_out,
+            self.rejected_upgrades,
+            self.dispatch_errors,
+            closes.join(",")
+        )
+    }
+}

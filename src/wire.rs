@@ -1,0 +1,325 @@
+//! The JSON wire format, NestForge 1.9 compatible: request decoding (borrowed), reply and
+//! error-frame encoding. Pure functions over bytes.
+//!
+//! | frame | shape |
+//! |---|---|
+//! | request | `{"kind":"message"\|"event","pattern":"app.info","payload":<any>,"metadata":{"values":{"k":"v"}},"id":7}` |
+//! | reply   | `{"id":7,"pattern":"app.info","payload":<result>,"metadata":{"values":{...}}}` |
+//! | error   | `{"id":7,"pattern":"app.info","error":{"code":"unknown_pattern","message":"..."}}` |
+//!
+//! `payload` may be absent (same as `null`); `metadata` may be absent, `null`, `{}` or
+//! `{"values":{..}}`; `id` is optional and echoed verbatim. The positional form
+//! `["message","app.info",null]` that NestForge accepts is accepted too.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::Error;
+
+/// The two pattern namespaces: `message` (has a reply) and `event` (fire and forget).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `"message"`: the handler's result is sent back.
+    Message,
+    /// `"event"`: no reply.
+    Event,
+}
+
+impl Kind {
+    /// `"message"` or `"event"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Message => "message",
+            Kind::Event => "event",
+        }
+    }
+}
+
+/// String metadata travelling with a request, echoed in its reply. NestForge's
+/// `TransportMetadata`; on the wire `{"values":{"k":"v"}}`.
+///
+/// An empty value does not allocate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TransportMetadata {
+    /// The key/value pairs, sorted by key.
+    pub values: BTreeMap<String, String>,
+}
+
+impl TransportMetadata {
+    /// Empty metadata.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a pair (builder style).
+    pub fn insert(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.values.insert(key.into(), value.into());
+        self
+    }
+
+    /// The value for `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+}
+
+impl<'de> Deserialize<'de> for TransportMetadata {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Repr {
+            #[serde(default)]
+            values: BTreeMap<String, String>,
+        }
+        Ok(Option::<Repr>::deserialize(d)?
+            .map(|r| TransportMetadata { values: r.values })
+            .unwrap_or_default())
+    }
+}
+
+/// A decoded request frame, borrowing from the frame's bytes.
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::{Kind, RequestFrame};
+/// let f = RequestFrame::decode(br#"{"kind":"message","pattern":"app.info","payload":null,"id":7}"#)?;
+/// assert_eq!(f.kind, Kind::Message);
+/// assert_eq!(f.pattern, "app.info");
+/// assert_eq!(f.id.unwrap().get(), "7");
+/// # Ok::<(), nestforge_edge::Error>(())
+/// ```
+#[derive(Debug, Deserialize)]
+#[non_exhaustive]
+pub struct RequestFrame<'a> {
+    /// Message or event.
+    pub kind: Kind,
+    /// The pattern (borrowed unless it contains escapes).
+    #[serde(borrow)]
+    pub pattern: Cow<'a, str>,
+    /// The payload, undecoded; `None` when absent or `null`.
+    #[serde(borrow, default)]
+    pub payload: Option<&'a RawValue>,
+    /// The metadata (empty when absent, `null` or `{}`).
+    #[serde(default)]
+    pub metadata: TransportMetadata,
+    /// The correlation id (a JSON number or string), echoed in the reply.
+    #[serde(borrow, default)]
+    pub id: Option<&'a RawValue>,
+}
+
+const NULL: &str = "null";
+
+impl<'a> RequestFrame<'a> {
+    /// Decodes a request from UTF-8 JSON bytes, without building a JSON tree.
+    ///
+    /// Errors are [`Error::BadFrame`] with serde_json's message (NestForge's texts).
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
+        let frame: RequestFrame<'a> =
+            serde_json::from_slice(bytes).map_err(|source| Error::BadFrame { source })?;
+        if let Some(id) = frame.id {
+            if !matches!(id.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9')) {
+                return Err(Error::BadFrame {
+                    source: serde::de::Error::custom("`id` must be a number or a string"),
+                });
+            }
+        }
+        Ok(frame)
+    }
+
+    /// The payload JSON text, `null` when absent.
+    pub fn payload_json(&self) -> &str {
+        self.payload.map_or(NULL, RawValue::get)
+    }
+}
+
+/// Writes `{"id":..,"pattern":..,"payload":` into `out`; the payload and [`reply_suffix`] follow.
+pub(crate) fn reply_prefix(out: &mut Vec<u8>, id: Option<&RawValue>, pattern: &str) {
+    out.push(b'{');
+    if let Some(id) = id {
+        out.extend_from_slice(b"\"id\":");
+        out.extend_from_slice(id.get().as_bytes());
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"pattern\":");
+    write_str(out, pattern);
+    out.extend_from_slice(b",\"payload\":");
+}
+
+/// Writes `,"metadata":{..}}`, closing a reply started by [`reply_prefix`].
+pub(crate) fn reply_suffix(out: &mut Vec<u8>, metadata: &TransportMetadata) {
+    out.extend_from_slice(b",\"metadata\":");
+    if metadata.values.is_empty() {
+        out.extend_from_slice(b"{\"values\":{}}");
+    } else {
+        // Serializing a map of strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, metadata);
+    }
+    out.push(b'}');
+}
+
+/// Writes a JSON string literal.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Serializing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Renders [`Error::to_json`].
+#[cold]
+pub(crate) fn error_frame(err: &Error) -> String {
+    let mut out = Vec::with_capacity(128);
+    out.push(b'{');
+    if let Some(request) = err.request() {
+        if let Some(id) = &request.id {
+            out.extend_from_slice(b"\"id\":");
+            out.extend_from_slice(id.get().as_bytes());
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"pattern\":");
+        write_str(&mut out, &request.pattern);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"error\":{\"code\":\"");
+    out.extend_from_slice(err.code().as_str().as_bytes());
+    out.extend_from_slice(b"\",\"message\":");
+    write_str(&mut out, &err.to_string());
+    if let Some(detail) = err.detail() {
+        out.extend_from_slice(b",\"detail\":");
+        write_str(&mut out, &detail.to_string());
+    }
+    out.extend_from_slice(b"}}");
+    // Only JSON text and valid UTF-8 strings were written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(bytes: &str) -> String {
+        RequestFrame::decode(bytes.as_bytes())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn decodes_nestforge_frames() {
+        let f = RequestFrame::decode(
+            br#"{"kind":"message","pattern":"app.info","payload":null,"metadata":{"values":{"trace":"abc"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (f.kind, &*f.pattern, f.payload_json()),
+            (Kind::Message, "app.info", "null")
+        );
+        assert_eq!(f.metadata.get("trace"), Some("abc"));
+        assert!(matches!(f.pattern, Cow::Borrowed(_)));
+
+        let f =
+            RequestFrame::decode(br#"{"kind":"event","pattern":"app.ping","payload":{"x":[1,2]}}"#)
+                .unwrap();
+        assert_eq!((f.kind, f.payload_json()), (Kind::Event, r#"{"x":[1,2]}"#));
+        assert!(f.metadata.values.is_empty());
+
+        let f = RequestFrame::decode(br#"["event","app.ping",null,{"values":{}}]"#).unwrap();
+        assert_eq!((f.kind, &*f.pattern), (Kind::Event, "app.ping"));
+    }
+
+    #[test]
+    fn metadata_forms() {
+        for m in [
+            "",
+            r#","metadata":{}"#,
+            r#","metadata":null"#,
+            r#","metadata":{"values":{}}"#,
+        ] {
+            let text = format!(r#"{{"kind":"message","pattern":"p","payload":1{m}}}"#);
+            let f = RequestFrame::decode(text.as_bytes()).unwrap();
+            assert!(f.metadata.values.is_empty(), "{m}");
+        }
+        assert_eq!(
+            err(r#"{"kind":"message","pattern":"p","payload":1,"metadata":{"values":{"k":1}}}"#),
+            "invalid type: integer `1`, expected a string at line 1 column 71"
+        );
+    }
+
+    #[test]
+    fn nestforge_error_texts() {
+        assert_eq!(err("hello"), "expected value at line 1 column 1");
+        assert_eq!(err(""), "EOF while parsing a value at line 1 column 0");
+        assert_eq!(
+            err(r#"{"kind":"Message","pattern":"p","payload":null}"#),
+            "unknown variant `Message`, expected `message` or `event` at line 1 column 17"
+        );
+        assert_eq!(
+            err(r#"{"kind":"message","kind":"event"}"#),
+            "duplicate field `kind` at line 1 column 24"
+        );
+        assert_eq!(
+            err(r#"{"pattern":"p","payload":null}"#),
+            "missing field `kind` at line 1 column 30"
+        );
+        assert_eq!(
+            err(r#"{"kind":"message","payload":null}"#),
+            "missing field `pattern` at line 1 column 33"
+        );
+        assert_eq!(
+            err(r#"{"kind":"message","pattern":"p","payload":null} x"#),
+            "trailing characters at line 1 column 49"
+        );
+        assert_eq!(err("\u{7f}\u{0}"), "expected value at line 1 column 1");
+    }
+
+    #[test]
+    fn ids() {
+        for (id, ok) in [
+            ("7", true),
+            ("-1.5", true),
+            (r#""a-1""#, true),
+            ("{}", false),
+            ("[1]", false),
+            ("true", false),
+        ] {
+            let text = format!(r#"{{"kind":"message","pattern":"p","id":{id}}}"#);
+            let r = RequestFrame::decode(text.as_bytes());
+            assert_eq!(r.is_ok(), ok, "{id}");
+            if ok {
+                assert_eq!(r.unwrap().id.unwrap().get(), id);
+            }
+        }
+        let f = RequestFrame::decode(br#"{"kind":"message","pattern":"p","id":null}"#).unwrap();
+        assert!(f.id.is_none());
+    }
+
+    #[test]
+    fn escaped_pattern_is_owned() {
+        let f = RequestFrame::decode(br#"{"kind":"event","pattern":"a\u002eb"}"#).unwrap();
+        assert_eq!(f.pattern, "a.b");
+    }
+
+    #[test]
+    fn reply_bytes() {
+        let mut out = Vec::new();
+        reply_prefix(&mut out, None, "app.info");
+        out.extend_from_slice(br#"{"app_name":"X","transport":"websocket"}"#);
+        reply_suffix(&mut out, &TransportMetadata::new());
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"pattern":"app.info","payload":{"app_name":"X","transport":"websocket"},"metadata":{"values":{}}}"#
+        );
+        let id = RawValue::from_string("\"r1\"".into()).unwrap();
+        let mut out = Vec::new();
+        reply_prefix(&mut out, Some(&id), "a\"b");
+        out.extend_from_slice(b"1");
+        reply_suffix(
+            &mut out,
+            &TransportMetadata::new().insert("z", "1").insert("a", "2"),
+        );
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"id":"r1","pattern":"a\"b","payload":1,"metadata":{"values":{"a":"2","z":"1"}}}"#
+        );
+    }
+}
