@@ -1,0 +1,187 @@
+//! Shared helpers for the loopback integration tests: a server on its own thread bound to
+//! 127.0.0.1:0, WebSocket and raw-TCP clients, and timeouts so no test can hang.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::WebSocketStream;
+use futures_lite::StreamExt;
+use nestforge_edge::{Server, ShutdownHandle};
+
+pub type Client = WebSocketStream<smol::net::TcpStream>;
+
+/// Fails the test if `future` takes longer than `secs`.
+pub async fn within<T>(secs: u64, future: impl Future<Output = T>) -> T {
+    futures_lite::future::or(future, async {
+        smol::Timer::after(Duration::from_secs(secs)).await;
+        panic!("timed out after {secs} s");
+    })
+    .await
+}
+
+/// A server running on its own thread until dropped.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub server: Server,
+    pub handle: ShutdownHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Shuts down gracefully and waits for `serve` to return.
+    pub fn stop(mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread panicked");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves `server` on 127.0.0.1:0 on a new thread (under `smol::block_on`).
+pub fn spawn(server: Server) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = server.shutdown_handle();
+    let s = server.clone();
+    let thread = std::thread::spawn(move || smol::block_on(s.serve(listener)).unwrap());
+    Running { addr, server, handle, thread: Some(thread) }
+}
+
+/// A WebSocket client connected to `url`.
+pub async fn connect(addr: SocketAddr, path: &str) -> Client {
+    let stream = smol::net::TcpStream::connect(addr).await.unwrap();
+    let (ws, response) = async_tungstenite::client_async(format!("ws://{addr}{path}"), stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+/// The next text frame (skipping pings), as a String.
+pub async fn next_text(ws: &mut Client) -> String {
+    loop {
+        match within(5, ws.next()).await {
+            Some(Ok(Message::Text(t))) => return t.to_string(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// Sends a text frame.
+pub async fn send_text(ws: &mut Client, text: &str) {
+    ws.send(Message::Text(text.into())).await.unwrap();
+}
+
+/// Blocking raw TCP client with a read timeout.
+pub fn raw(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Sends `request` and reads the whole HTTP answer (until the server closes).
+pub fn http(addr: SocketAddr, request: &str) -> String {
+    let mut s = raw(addr);
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A valid upgrade request head for `path`.
+pub fn upgrade_head(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// Completes an upgrade on a raw socket; returns the socket positioned after the 101 head.
+pub fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut s = raw(addr);
+    s.write_all(upgrade_head(path).as_bytes()).unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+/// Reads up to and including `\r\n\r\n`, byte by byte (so nothing after the head is lost).
+pub fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A masked client frame: `fin`, `opcode`, `payload` (mask key fixed).
+pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len < 65536 {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Reads one server frame (unmasked): `(opcode, payload)`.
+pub fn read_frame(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h)?;
+    let mut len = u64::from(h[1] & 0x7f);
+    if len == 126 {
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b)?;
+        len = u64::from(u16::from_be_bytes(b));
+    } else if len == 127 {
+        let mut b = [0u8; 8];
+        s.read_exact(&mut b)?;
+        len = u64::from_be_bytes(b);
+    }
+    let mut payload = vec![0u8; len as usize];
+    s.read_exact(&mut payload)?;
+    Ok((h[0] & 0x0f, payload))
+}
+
+/// Reads frames until a Close frame; returns its code (None for an empty close).
+pub fn read_close_code(s: &mut TcpStream) -> Option<u16> {
+    loop {
+        let (op, payload) = read_frame(s).expect("connection ended before a close frame");
+        if op == 0x8 {
+            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        }
+    }
+}
