@@ -46,6 +46,7 @@ mod server;
 mod shutdown;
 mod socket;
 mod stats;
+mod tcp;
 pub mod upgrade;
 mod wire;
 

@@ -25,6 +25,7 @@ use crate::providers::Providers;
 use crate::shutdown::{ShutdownHandle, Signal};
 use crate::socket::{CloseInfo, Conn, Home, Io, WebSocket};
 use crate::stats::{Stats, StatsSnapshot};
+use crate::tcp::Tcp;
 use crate::upgrade::{self, Rejection, Status, UpgradeRequest};
 
 pub(crate) struct Mount {
@@ -104,8 +105,10 @@ impl Server {
                     Some(Ok((stream, peer))) => {
                         let _ = stream.get_ref().set_nodelay(true);
                         let this = self.clone();
-                        ex.spawn(async move { this.serve_connection(stream, Some(peer)).await })
-                            .detach();
+                        ex.spawn(
+                            async move { this.serve_connection(Tcp(stream), Some(peer)).await },
+                        )
+                        .detach();
                     }
                     Some(Err(_e)) => {
                         // Out of descriptors or a connection reset while queued: back off.

@@ -62,7 +62,12 @@ pub fn spawn(server: Server) -> Running {
     let handle = server.shutdown_handle();
     let s = server.clone();
     let thread = std::thread::spawn(move || smol::block_on(s.serve(listener)).unwrap());
-    Running { addr, server, handle, thread: Some(thread) }
+    Running {
+        addr,
+        server,
+        handle,
+        thread: Some(thread),
+    }
 }
 
 /// A WebSocket client connected to `url`.
@@ -76,7 +81,10 @@ pub async fn connect(addr: SocketAddr, path: &str) -> Client {
 }
 
 /// The next text frame (skipping pings), as a String.
-pub async fn next_text(ws: &mut Client) -> String {
+pub async fn next_text<S>(ws: &mut WebSocketStream<S>) -> String
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
     loop {
         match within(5, ws.next()).await {
             Some(Ok(Message::Text(t))) => return t.to_string(),
