@@ -9,6 +9,7 @@ use crate::config::{normalize_endpoint, ServerConfig, WebSocketConfig};
 use crate::error::{Error, Result};
 use crate::gateway::WebSocketGateway;
 use crate::providers::{Module, Providers};
+use crate::push::Connections;
 use crate::server::{Mount, Server};
 
 /// Bootstraps an application (NestForge's `NestForgeFactory`): providers from the module
@@ -39,10 +40,16 @@ pub struct NestForgeFactory<M> {
 }
 
 impl<M: Module> NestForgeFactory<M> {
-    /// Runs the module's provider registrations (constructors may fail) and freezes them.
+    /// Runs the module's provider registrations (constructors may fail), adds the
+    /// [`Connections`] registry, and freezes them.
     pub fn create() -> Result<Self> {
+        let mut providers = Providers::builder();
+        M::register(&mut providers)?;
+        if !providers.contains::<Connections>() {
+            providers.provide(Connections::default())?;
+        }
         Ok(NestForgeFactory {
-            providers: M::providers()?,
+            providers: providers.build(),
             mounts: Vec::new(),
             config: ServerConfig::default(),
             module: PhantomData,

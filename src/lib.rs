@@ -41,6 +41,7 @@ mod gateway;
 mod guard;
 mod log;
 mod providers;
+mod push;
 mod registry;
 mod server;
 mod shutdown;
@@ -57,6 +58,7 @@ pub use factory::NestForgeFactory;
 pub use gateway::{WebSocketFuture, WebSocketGateway};
 pub use guard::{Guard, GuardFuture, GuardResult};
 pub use providers::{Module, Providers, ProvidersBuilder};
+pub use push::{Broadcast, Connections, PushError};
 pub use registry::{
     handle_websocket_microservice_message, MicroserviceRegistry, MicroserviceRegistryBuilder,
 };
@@ -75,10 +77,10 @@ pub type WebSocketMicroserviceKind = Kind;
 /// Everything a NestForge gateway file needs: `use nestforge_edge::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        handle_websocket_microservice_message, module, AuthIdentity, CloseFrame, Error,
-        HandlerError, Message, MicroserviceContext, MicroserviceRegistry, Module, NestForgeFactory,
-        Providers, ProvidersBuilder, RequestId, ServerConfig, TransportMetadata, Utf8Bytes,
-        WebSocket, WebSocketConfig, WebSocketContext, WebSocketFuture, WebSocketGateway,
+        handle_websocket_microservice_message, module, AuthIdentity, CloseFrame, Connections,
+        Error, HandlerError, Message, MicroserviceContext, MicroserviceRegistry, Module,
+        NestForgeFactory, Providers, ProvidersBuilder, RequestId, ServerConfig, TransportMetadata,
+        Utf8Bytes, WebSocket, WebSocketConfig, WebSocketContext, WebSocketFuture, WebSocketGateway,
     };
 }
 

@@ -22,6 +22,7 @@ use crate::error::Result;
 use crate::gateway::WebSocketGateway;
 use crate::log::event;
 use crate::providers::Providers;
+use crate::push::{Connections, Outbox};
 use crate::shutdown::{ShutdownHandle, Signal};
 use crate::socket::{CloseInfo, Conn, Home, Io, WebSocket};
 use crate::stats::{Stats, StatsSnapshot};
@@ -178,18 +179,28 @@ impl Server {
         _peer: Option<SocketAddr>,
     ) {
         let shared = &*self.shared;
+        let outbox = Arc::new(Outbox::new(
+            mount.config.outbound_queue,
+            mount.config.overflow,
+        ));
         let conn = Conn::new(
             io,
             read_ahead,
             Arc::clone(&mount.config),
             Arc::clone(&shared.stats),
             Arc::clone(&shared.signal),
-        );
+        )
+        .with_outbox(Arc::clone(&outbox));
+        let connections = shared.providers.get::<Connections>();
+        if let Some(connections) = connections {
+            connections.register(ctx.connection_id(), outbox);
+        }
         let home: Home = Arc::new(Mutex::new(None));
         let mut guard = Disconnect {
             mount,
             ctx: ctx.clone(),
             home: Arc::clone(&home),
+            connections,
             done: false,
         };
         event!(
@@ -238,16 +249,20 @@ impl Drop for OpenGuard<'_> {
 }
 
 /// Calls `on_disconnect` exactly once, also when the connection task is dropped
-/// (shutdown deadline).
+/// (shutdown deadline), and removes the connection from the push registry.
 struct Disconnect<'a> {
     mount: &'a Mount,
     ctx: WebSocketContext,
     home: Home,
+    connections: Option<&'a Connections>,
     done: bool,
 }
 
 impl Drop for Disconnect<'_> {
     fn drop(&mut self) {
+        if let Some(connections) = self.connections {
+            connections.unregister(self.ctx.connection_id());
+        }
         if !self.done {
             let conn = self.home.lock().ok().and_then(|mut h| h.take());
             let info = conn.map_or_else(CloseInfo::vanished, |c| c.abandon());

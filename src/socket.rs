@@ -24,6 +24,7 @@ use tungstenite::Message;
 
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
+use crate::push::{Drained, Outbox};
 use crate::shutdown::Signal;
 use crate::stats::Stats;
 
@@ -82,6 +83,7 @@ pub(crate) struct Conn {
     idle_timer: Option<Timer>,
     signal: Arc<Signal>,
     shutdown: Option<event_listener::EventListener>,
+    outbox: Option<Arc<Outbox>>,
 }
 
 /// Read/Write over the async stream for one poll: `Pending` becomes `WouldBlock`.
@@ -192,7 +194,43 @@ impl Conn {
             last_seen: now,
             signal,
             shutdown: None,
+            outbox: None,
         }
+    }
+
+    /// Attaches the queue that server pushes arrive on.
+    pub(crate) fn with_outbox(mut self, outbox: Arc<Outbox>) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// Moves queued pushes into the write buffer (as far as it has room).
+    fn drain_outbox(&mut self, cx: &mut Context<'_>) {
+        let Some(outbox) = self.outbox.take() else {
+            return;
+        };
+        while self.protocol.can_write() {
+            match outbox.pop(cx.waker()) {
+                Drained::Empty => break,
+                Drained::Overflowed => {
+                    self.done = true;
+                    self.queue_close(CloseCode::Policy);
+                    break;
+                }
+                Drained::Message(message) => match self.write(message) {
+                    Ok(()) => {}
+                    Err(WsError::WriteBufferFull(message)) => {
+                        outbox.unpop(*message);
+                        break;
+                    }
+                    Err(e) => {
+                        self.fail(e);
+                        break;
+                    }
+                },
+            }
+        }
+        self.outbox = Some(outbox);
     }
 
     fn live<'a, 'b>(&'a mut self, cx: &'a mut Context<'b>) -> (&'a mut Protocol, Live<'a, 'b>) {
@@ -288,6 +326,7 @@ impl Conn {
                 }
                 Err(e) if would_block(&e) => {
                     self.budget = self.config.fairness_budget.max(1);
+                    self.drain_outbox(cx);
                     if let Poll::Ready(Err(e)) = self.poll_flush(cx) {
                         return Poll::Ready(self.outcome(Err(e)));
                     }
