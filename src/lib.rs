@@ -43,6 +43,7 @@ mod log;
 mod providers;
 mod push;
 mod registry;
+mod serve;
 mod server;
 mod shutdown;
 mod socket;
@@ -62,6 +63,7 @@ pub use push::{Broadcast, Connections, PushError};
 pub use registry::{
     handle_websocket_microservice_message, MicroserviceRegistry, MicroserviceRegistryBuilder,
 };
+pub use serve::serve_patterns;
 pub use server::Server;
 pub use shutdown::ShutdownHandle;
 pub use socket::{CloseInfo, WebSocket};

@@ -201,6 +201,7 @@ impl Server {
             ctx: ctx.clone(),
             home: Arc::clone(&home),
             connections,
+            conn: None,
             done: false,
         };
         event!(
@@ -211,16 +212,16 @@ impl Server {
         let socket = WebSocket::new(Box::new(conn), Arc::clone(&home));
         let future = mount.gateway.on_connect(ctx.clone(), socket);
         let panicked = AssertUnwindSafe(future).catch_unwind().await.is_err();
-        let conn = home.lock().ok().and_then(|mut h| h.take());
-        let info = match conn {
-            Some(conn) => {
-                conn.finish(if panicked {
-                    CloseCode::Error
-                } else {
-                    CloseCode::Normal
-                })
-                .await
-            }
+        // The connection stays in the guard while it closes, so that a shutdown deadline
+        // that drops this task still reports how it ended.
+        guard.conn = home.lock().ok().and_then(|mut h| h.take());
+        let code = if panicked {
+            CloseCode::Error
+        } else {
+            CloseCode::Normal
+        };
+        let info = match guard.conn.as_mut() {
+            Some(conn) => conn.finish(code).await,
             // The gateway kept the socket past its future; it is closed when dropped.
             None => CloseInfo::vanished(),
         };
@@ -255,6 +256,7 @@ struct Disconnect<'a> {
     ctx: WebSocketContext,
     home: Home,
     connections: Option<&'a Connections>,
+    conn: Option<Box<Conn>>,
     done: bool,
 }
 
@@ -264,8 +266,11 @@ impl Drop for Disconnect<'_> {
             connections.unregister(self.ctx.connection_id());
         }
         if !self.done {
-            let conn = self.home.lock().ok().and_then(|mut h| h.take());
-            let info = conn.map_or_else(CloseInfo::vanished, |c| c.abandon());
+            let conn = self
+                .conn
+                .take()
+                .or_else(|| self.home.lock().ok().and_then(|mut h| h.take()));
+            let info = conn.map_or_else(CloseInfo::vanished, |mut c| c.abandon());
             self.mount.gateway.on_disconnect(&self.ctx, &info);
         }
     }

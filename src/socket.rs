@@ -460,7 +460,7 @@ impl Conn {
     /// Closes the connection: sends Close `code` unless a close is already under way,
     /// flushes, waits for the peer's Close (unless the connection failed), half-closes
     /// and drains, all within `close_timeout`. Returns how the connection ended.
-    pub(crate) async fn finish(mut self: Box<Self>, code: CloseCode) -> CloseInfo {
+    pub(crate) async fn finish(&mut self, code: CloseCode) -> CloseInfo {
         if self.protocol.can_write() && !self.abort {
             self.queue_close(code);
         }
@@ -500,7 +500,7 @@ impl Conn {
     }
 
     /// How the connection ended when it is dropped without closing (shutdown deadline).
-    pub(crate) fn abandon(self: Box<Self>) -> CloseInfo {
+    pub(crate) fn abandon(&mut self) -> CloseInfo {
         let (code, reason, by_peer) = self.close.clone().unwrap_or((1006, String::new(), false));
         self.stats.closed(code);
         CloseInfo {
@@ -548,6 +548,16 @@ impl WebSocket {
     /// `send_timeout`, then closes it with 1008 and returns an error.
     pub async fn send(&mut self, message: Message) -> Result<()> {
         self.conn().send(message).await
+    }
+
+    /// `recv` as a poll function, for loops that wait on several things.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        self.conn().poll_recv(cx)
+    }
+
+    /// Counts a failed dispatch in the server's counters.
+    pub(crate) fn count_dispatch_error(&mut self) {
+        Stats::add(&self.conn().stats.dispatch_errors, 1);
     }
 
     /// Writes out everything queued.

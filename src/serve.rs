@@ -1,0 +1,93 @@
+//! A ready-made pattern loop with bounded per-connection concurrency.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use futures_lite::future::poll_fn;
+use tungstenite::Message;
+
+use crate::context::WebSocketContext;
+use crate::error::Result;
+use crate::registry::{handle_websocket_microservice_message, MicroserviceRegistry};
+use crate::socket::WebSocket;
+
+type Dispatch = Pin<Box<dyn Future<Output = Result<Option<Message>>> + Send>>;
+
+enum Step {
+    Frame(Option<Result<Message>>),
+    Done(Result<Option<Message>>),
+}
+
+/// Serves request frames on `socket` with `registry`, running up to `max_in_flight`
+/// handlers of this connection at once, until the connection closes.
+///
+/// Replies are sent as their handlers finish (so possibly out of order: clients correlate
+/// them by `id`), failures as JSON error frames ([`Error::to_message`](crate::Error)). While
+/// handlers run, the connection keeps reading: pings are answered, a Close is handled at
+/// once and further requests start, until `max_in_flight` handlers are running; only then
+/// does reading pause (backpressure). With `max_in_flight == 1` it behaves like NestForge's
+/// sequential loop, except that a slow handler no longer delays pongs.
+///
+/// Returns `Ok(())` when the peer closed, or the error that ended the connection.
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::prelude::*;
+/// use nestforge_edge::serve_patterns;
+///
+/// struct Patterns(MicroserviceRegistry);
+/// struct Gateway;
+/// impl WebSocketGateway for Gateway {
+///     fn on_connect(&self, ctx: WebSocketContext, mut socket: WebSocket) -> WebSocketFuture {
+///         Box::pin(async move {
+///             let Ok(patterns) = ctx.resolve::<Patterns>() else { return };
+///             let _ = serve_patterns(&ctx, &mut socket, &patterns.0, 8).await;
+///         })
+///     }
+/// }
+/// ```
+pub async fn serve_patterns(
+    ctx: &WebSocketContext,
+    socket: &mut WebSocket,
+    registry: &MicroserviceRegistry,
+    max_in_flight: usize,
+) -> Result<()> {
+    let max_in_flight = max_in_flight.max(1);
+    let mut in_flight: Vec<Dispatch> = Vec::new();
+    loop {
+        let step = poll_fn(|cx| {
+            for i in 0..in_flight.len() {
+                if let Poll::Ready(result) = in_flight[i].as_mut().poll(cx) {
+                    drop(in_flight.swap_remove(i));
+                    return Poll::Ready(Step::Done(result));
+                }
+            }
+            if in_flight.len() < max_in_flight {
+                if let Poll::Ready(frame) = socket.poll_recv(cx) {
+                    return Poll::Ready(Step::Frame(frame));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match step {
+            Step::Done(Ok(Some(reply))) => socket.send(reply).await?,
+            Step::Done(Ok(None)) => {}
+            Step::Done(Err(err)) => {
+                socket.count_dispatch_error();
+                socket.send(err.to_message()).await?
+            }
+            Step::Frame(None) => return Ok(()),
+            Step::Frame(Some(Err(err))) => return Err(err),
+            Step::Frame(Some(Ok(message))) => {
+                if message.is_text() || message.is_binary() {
+                    let (ctx, registry) = (ctx.clone(), registry.clone());
+                    in_flight.push(Box::pin(async move {
+                        handle_websocket_microservice_message(&ctx, &registry, message).await
+                    }));
+                }
+            }
+        }
+    }
+}

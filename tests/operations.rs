@@ -1,0 +1,477 @@
+//! Operations over loopback: lifecycle hooks, server push and broadcast, keep-alive,
+//! graceful shutdown (in-process and SIGTERM to the example), counters and `/healthz`,
+//! per-connection concurrency.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::CloseFrame as ClientCloseFrame;
+use async_tungstenite::tungstenite::Message as ClientMessage;
+use common::*;
+use futures_lite::StreamExt;
+use nestforge_edge::prelude::*;
+use nestforge_edge::{serve_patterns, CloseInfo, Overflow, PushError, Server};
+
+type Log = Arc<Mutex<Vec<(u64, u16)>>>;
+
+/// Echo gateway that records its hooks.
+struct Recorder {
+    disconnects: Log,
+    inits: Arc<Mutex<Vec<Option<SocketAddr>>>>,
+}
+
+impl WebSocketGateway for Recorder {
+    fn on_connect(&self, _ctx: WebSocketContext, mut socket: WebSocket) -> WebSocketFuture {
+        Box::pin(async move {
+            while let Some(Ok(message)) = socket.recv().await {
+                if message.is_text() && socket.send(message).await.is_err() {
+                    break;
+                }
+            }
+        })
+    }
+    fn on_init(&self, local_addr: Option<SocketAddr>) {
+        self.inits.lock().unwrap().push(local_addr);
+    }
+    fn on_disconnect(&self, ctx: &WebSocketContext, close: &CloseInfo) {
+        self.disconnects
+            .lock()
+            .unwrap()
+            .push((ctx.connection_id(), close.code));
+    }
+}
+
+module! { struct AppModule { providers: [] } }
+
+fn recorder_server(
+    config: WebSocketConfig,
+    server: ServerConfig,
+) -> (Server, Log, Arc<Mutex<Vec<Option<SocketAddr>>>>) {
+    let disconnects = Log::default();
+    let inits = Arc::default();
+    let gateway = Recorder {
+        disconnects: Arc::clone(&disconnects),
+        inits: Arc::clone(&inits),
+    };
+    let server = NestForgeFactory::<AppModule>::create()
+        .unwrap()
+        .with_websocket_gateway_config(gateway, config)
+        .with_server_config(server)
+        .into_server()
+        .unwrap();
+    (server, disconnects, inits)
+}
+
+/// Waits until `log` has `n` entries (bounded).
+fn wait_for(log: &Log, n: usize) -> Vec<(u64, u16)> {
+    let start = Instant::now();
+    while log.lock().unwrap().len() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "only {:?}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    log.lock().unwrap().clone()
+}
+
+#[test]
+fn disconnect_is_called_exactly_once_per_connection() {
+    let config = WebSocketConfig::default().close_timeout(Duration::from_millis(300));
+    let (server, log, inits) = recorder_server(config, ServerConfig::default());
+    let running = spawn(server);
+    // clean close by the client
+    smol::block_on(within(5, async {
+        let mut ws = connect(running.addr, "/ws").await;
+        ws.close(Some(ClientCloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
+        while ws.next().await.is_some() {}
+    }));
+    assert_eq!(wait_for(&log, 1).last().unwrap().1, 1000);
+    // the client vanishes (TCP closed without a close frame)
+    drop(raw_upgrade(running.addr, "/ws"));
+    assert_eq!(wait_for(&log, 2).last().unwrap().1, 1006);
+    // a protocol error (unmasked frame)
+    let mut s = raw_upgrade(running.addr, "/ws");
+    s.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
+    assert_eq!(read_close_code(&mut s), Some(1002));
+    assert_eq!(wait_for(&log, 3).last().unwrap().1, 1002);
+    // shutdown: Close 1001 to every open client
+    let mut a = raw_upgrade(running.addr, "/ws");
+    let mut b = raw_upgrade(running.addr, "/ws");
+    std::thread::sleep(Duration::from_millis(50));
+    running.handle.shutdown();
+    assert_eq!(read_close_code(&mut a), Some(1001));
+    assert_eq!(read_close_code(&mut b), Some(1001));
+    a.write_all(&frame(true, 8, &1001u16.to_be_bytes()))
+        .unwrap();
+    b.write_all(&frame(true, 8, &1001u16.to_be_bytes()))
+        .unwrap();
+    running.stop();
+    let all = wait_for(&log, 5);
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(
+        all[3..].iter().map(|e| e.1).collect::<Vec<_>>(),
+        [1001, 1001]
+    );
+    let mut ids: Vec<u64> = all.iter().map(|e| e.0).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "one call per connection: {all:?}");
+    assert_eq!(inits.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn broadcast_reaches_1000_connections_despite_a_never_reading_one() {
+    let config = WebSocketConfig::default()
+        .outbound_queue(4)
+        .overflow(Overflow::Close)
+        .max_write_buffer_size(16 * 1024)
+        .close_timeout(Duration::from_millis(200));
+    let (server, log, _) = recorder_server(config, ServerConfig::default().max_connections(1100));
+    let connections = server.providers().resolve::<Connections>().unwrap();
+    let running = spawn(server);
+    let mut clients: Vec<_> = (0..1000)
+        .map(|_| raw_upgrade(running.addr, "/ws"))
+        .collect();
+    let start = Instant::now();
+    while connections.len() < 1000 {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Client 0 never reads. Flood it alone until its queue overflows: the push never waits.
+    let stalled_id = *connections.ids().iter().min().unwrap();
+    let big = Message::Binary(vec![7u8; 60 * 1024].into());
+    let flood_start = Instant::now();
+    let mut outcome = Ok(());
+    for _ in 0..2000 {
+        outcome = connections.send(stalled_id, big.clone());
+        if outcome.is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert!(
+        matches!(outcome, Err(PushError::Closing | PushError::NotConnected)),
+        "{outcome:?}"
+    );
+    assert!(flood_start.elapsed() < Duration::from_secs(10));
+    // A broadcast to everyone: the 999 readers each get it.
+    let report = connections.broadcast(Message::Text("tick".into()));
+    assert!(report.delivered >= 999, "{report:?}");
+    for client in clients.iter_mut().skip(1) {
+        let (op, payload) = read_frame(client).unwrap();
+        assert_eq!((op, payload.as_slice()), (1, &b"tick"[..]));
+    }
+    assert!(wait_for(&log, 1).contains(&(stalled_id, 1008)));
+    drop(clients);
+    running.stop();
+}
+
+#[test]
+fn dead_peer_is_closed_after_the_idle_timeout() {
+    let config = WebSocketConfig::default()
+        .ping_interval(Some(Duration::from_millis(100)))
+        .idle_timeout(Some(Duration::from_millis(400)))
+        .close_timeout(Duration::from_millis(200));
+    let (server, log, _) = recorder_server(config, ServerConfig::default());
+    let running = spawn(server);
+    // A raw client that reads (pings arrive) but never answers.
+    let mut dead = raw_upgrade(running.addr, "/ws");
+    let start = Instant::now();
+    let mut pings = 0;
+    let code = loop {
+        let (op, payload) = read_frame(&mut dead).unwrap();
+        match op {
+            0x9 => pings += 1,
+            0x8 => break u16::from_be_bytes([payload[0], payload[1]]),
+            other => panic!("unexpected opcode {other}"),
+        }
+    };
+    assert_eq!(code, 1001);
+    assert!(pings >= 2, "{pings} pings");
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    assert_eq!(wait_for(&log, 1)[0].1, 1001);
+    // A live client answers the pings (async-tungstenite pongs while reading) and stays.
+    smol::block_on(within(5, async {
+        let mut ws = connect(running.addr, "/ws").await;
+        let until = Instant::now() + Duration::from_millis(900);
+        while Instant::now() < until {
+            let tick =
+                futures_lite::future::or(async { ws.next().await.map(|m| m.is_ok()) }, async {
+                    smol::Timer::after(Duration::from_millis(50)).await;
+                    Some(true)
+                });
+            assert_eq!(tick.await, Some(true));
+        }
+        send_text(&mut ws, "still here").await;
+        assert_eq!(next_text(&mut ws).await, "still here");
+    }));
+}
+
+#[test]
+fn graceful_shutdown_returns_within_the_deadline() {
+    let (server, log, _) = recorder_server(
+        WebSocketConfig::default(),
+        ServerConfig::default().shutdown_timeout(Duration::from_millis(500)),
+    );
+    let running = spawn(server);
+    // One client completes the close handshake, one ignores it.
+    let mut polite = raw_upgrade(running.addr, "/ws");
+    let mut rude = raw_upgrade(running.addr, "/ws");
+    std::thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    running.handle.shutdown();
+    assert_eq!(read_close_code(&mut polite), Some(1001));
+    polite
+        .write_all(&frame(true, 8, &1001u16.to_be_bytes()))
+        .unwrap();
+    assert_eq!(read_close_code(&mut rude), Some(1001));
+    running.stop();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    let all = wait_for(&log, 2);
+    assert!(all.iter().all(|e| e.1 == 1001), "{all:?}");
+    // New connections are refused once shutdown has begun.
+    drop(rude);
+}
+
+#[test]
+fn sigterm_to_the_example_closes_clients_with_1001_and_exits_0() {
+    // `cargo test` builds the examples next to the test binaries.
+    let exe = std::env::current_exe().unwrap();
+    let echo = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("echo");
+    assert!(echo.exists(), "build the examples first: {echo:?}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(&echo)
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "echo did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut clients: Vec<_> = (0..3).map(|_| raw_upgrade(addr, "/ws")).collect();
+    clients[0].write_all(&frame(true, 1, b"hi")).unwrap();
+    assert_eq!(read_frame(&mut clients[0]).unwrap(), (1, b"hi".to_vec()));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for client in &mut clients {
+        assert_eq!(read_close_code(client), Some(1001));
+        client
+            .write_all(&frame(true, 8, &1001u16.to_be_bytes()))
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("echo did not exit within the deadline");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn healthz_counters_match_what_happened() {
+    let (server, log, _) = recorder_server(
+        WebSocketConfig::default(),
+        ServerConfig::default().health_endpoint(Some("/healthz")),
+    );
+    let running = spawn(server);
+    smol::block_on(within(10, async {
+        let mut a = connect(running.addr, "/ws").await;
+        let mut b = connect(running.addr, "/ws").await;
+        for ws in [&mut a, &mut b] {
+            for _ in 0..3 {
+                send_text(ws, "hello").await;
+                assert_eq!(next_text(ws).await, "hello");
+            }
+        }
+        a.close(Some(ClientCloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }))
+        .await
+        .unwrap();
+        while a.next().await.is_some() {}
+        wait_for(&log, 1);
+        assert!(http(running.addr, "GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        let answer = http(running.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["status"], "ok");
+        assert_eq!(json["total_connections"], 4, "{json}"); // a, b, the 404, this request
+        assert_eq!(json["open_connections"], 2, "{json}"); // b and this request
+        assert_eq!(json["frames_in"], 7, "{json}"); // 6 texts and a's close
+        assert_eq!(json["frames_out"], 6, "{json}");
+        assert_eq!(json["bytes_in"], 30, "{json}");
+        assert_eq!(json["bytes_out"], 30, "{json}");
+        assert_eq!(json["rejected_upgrades"], 1, "{json}");
+        assert_eq!(json["closes"]["1000"], 1, "{json}");
+        drop(b);
+    }));
+    let stats = running.server.stats();
+    assert_eq!(stats.closes_with(1000), 1);
+}
+
+/// A registry with a slow and a fast pattern, served by `serve_patterns`.
+struct Patterns(MicroserviceRegistry);
+struct Concurrent;
+
+impl WebSocketGateway for Concurrent {
+    fn on_connect(&self, ctx: WebSocketContext, mut socket: WebSocket) -> WebSocketFuture {
+        Box::pin(async move {
+            let patterns = ctx.resolve::<Patterns>().unwrap();
+            let _ = serve_patterns(&ctx, &mut socket, &patterns.0, 2).await;
+        })
+    }
+}
+
+fn patterns() -> Patterns {
+    Patterns(
+        MicroserviceRegistry::builder()
+            .message("slow", |ms: u64, _| async move {
+                async_io::Timer::after(Duration::from_millis(ms)).await;
+                Ok(ms)
+            })
+            .message("fast", |_: (), _| async { Ok("fast") })
+            .build(),
+    )
+}
+
+module! { struct ConcurrentModule { providers: [patterns()] } }
+
+#[test]
+fn slow_handlers_do_not_stall_pings_or_other_requests() {
+    let server = NestForgeFactory::<ConcurrentModule>::create()
+        .unwrap()
+        .with_websocket_gateway(Concurrent)
+        .into_server()
+        .unwrap();
+    let running = spawn(server);
+    smol::block_on(within(10, async {
+        let mut ws = connect(running.addr, "/ws").await;
+        send_text(
+            &mut ws,
+            r#"{"kind":"message","pattern":"slow","payload":600,"id":1}"#,
+        )
+        .await;
+        let sent = Instant::now();
+        ws.send(ClientMessage::Ping(vec![9].into())).await.unwrap();
+        match ws.next().await {
+            Some(Ok(ClientMessage::Pong(p))) => assert_eq!(&p[..], &[9]),
+            other => panic!("expected the pong first, got {other:?}"),
+        }
+        assert!(
+            sent.elapsed() < Duration::from_millis(300),
+            "pong waited for the handler"
+        );
+        send_text(&mut ws, r#"{"kind":"message","pattern":"fast","id":2}"#).await;
+        assert!(next_text(&mut ws)
+            .await
+            .starts_with(r#"{"id":2,"pattern":"fast""#));
+        assert!(next_text(&mut ws)
+            .await
+            .starts_with(r#"{"id":1,"pattern":"slow","payload":600"#));
+        // More slow requests than the in-flight bound (2): all answered, ids kept.
+        for id in 10..15 {
+            send_text(
+                &mut ws,
+                &format!(r#"{{"kind":"message","pattern":"slow","payload":50,"id":{id}}}"#),
+            )
+            .await;
+        }
+        let mut ids = Vec::new();
+        for _ in 10..15 {
+            let reply: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+            ids.push(reply["id"].as_u64().unwrap());
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, [10, 11, 12, 13, 14]);
+        send_text(&mut ws, r#"{"kind":"message","pattern":"nope","id":3}"#).await;
+        assert!(next_text(&mut ws)
+            .await
+            .contains(r#""code":"unknown_pattern""#));
+    }));
+    assert_eq!(running.server.stats().dispatch_errors, 1);
+}
+
+#[test]
+fn push_to_one_connection_and_to_rooms() {
+    let (server, _, _) = recorder_server(WebSocketConfig::default(), ServerConfig::default());
+    let connections = server.providers().resolve::<Connections>().unwrap();
+    let running = spawn(server);
+    let mut a = raw_upgrade(running.addr, "/ws");
+    let mut b = raw_upgrade(running.addr, "/ws");
+    let start = Instant::now();
+    while connections.len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut ids = connections.ids();
+    ids.sort_unstable();
+    connections
+        .send(ids[1], Message::Text("to b".into()))
+        .unwrap();
+    assert_eq!(read_frame(&mut b).unwrap(), (1, b"to b".to_vec()));
+    assert!(connections.join(ids[0], "room"));
+    assert_eq!(
+        connections
+            .to_room("room", Message::Text("to room".into()))
+            .delivered,
+        1
+    );
+    assert_eq!(read_frame(&mut a).unwrap(), (1, b"to room".to_vec()));
+    assert_eq!(
+        connections.send(999_999, Message::Text("x".into())),
+        Err(PushError::NotConnected)
+    );
+    // b saw nothing else: its next frame is the echo of what it sends now
+    b.write_all(&frame(true, 1, b"echo")).unwrap();
+    assert_eq!(read_frame(&mut b).unwrap(), (1, b"echo".to_vec()));
+    let mut buf = [0u8; 1];
+    a.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    assert!(a.read(&mut buf).is_err(), "a got an unexpected frame");
+}
