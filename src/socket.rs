@@ -302,7 +302,11 @@ impl Conn {
 
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         if let Some(result) = self.peeked.take() {
-            self.look_ahead();
+            // Nothing behind an error is read: a frame after a protocol violation must not
+            // be answered (a ping would get its pong after our close).
+            if result.is_ok() {
+                self.look_ahead();
+            }
             return Poll::Ready(self.outcome(result));
         }
         if self.done {
@@ -461,6 +465,11 @@ impl Conn {
     /// flushes, waits for the peer's Close (unless the connection failed), half-closes
     /// and drains, all within `close_timeout`. Returns how the connection ended.
     pub(crate) async fn finish(&mut self, code: CloseCode) -> CloseInfo {
+        // An error read ahead but never returned (the gateway stopped reading) still
+        // decides the close code.
+        if let Some(Err(e)) = self.peeked.take() {
+            let _ = self.outcome(Err(e));
+        }
         if self.protocol.can_write() && !self.abort {
             self.queue_close(code);
         }
