@@ -630,3 +630,42 @@ fn raw_socket_never_reads_past_upgrade_answer() {
     let _ = s.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
 }
+
+// ---- third-party client ------------------------------------------------------------------
+
+#[test]
+fn python_websockets_client_runs_the_workflow() {
+    let has_websockets = std::process::Command::new("python3")
+        .args(["-c", "import websockets"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_websockets {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install Python websockets"
+        );
+        eprintln!("skipped: python3 -m pip install websockets to run this test");
+        return;
+    }
+    let running = spawn(server());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/python_client.py"
+    );
+    let out = std::process::Command::new("timeout")
+        .args([
+            "30",
+            "python3",
+            script,
+            &format!("ws://{}", running.addr),
+            "Edge Test",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
