@@ -12,6 +12,7 @@ use tungstenite::Message;
 
 use crate::context::{MicroserviceContext, WebSocketContext};
 use crate::error::{Error, HandlerError, Request, Result};
+use crate::log::event;
 use crate::wire::{reply_prefix, reply_suffix, Kind, RequestFrame};
 
 /// Output of a message handler's future: the reply buffer with the payload appended.
@@ -295,8 +296,16 @@ pub async fn handle_websocket_microservice_message(
         Message::Binary(bytes) => bytes,
         _ => return Ok(None),
     };
-    Ok(registry
-        .dispatch(ctx, bytes)
-        .await?
-        .map(|reply| Message::Text(reply.into())))
+    match registry.dispatch(ctx, bytes).await {
+        Ok(reply) => Ok(reply.map(|reply| Message::Text(reply.into()))),
+        Err(err) => {
+            event!(
+                debug,
+                "conn={} dispatch failed ({}): {err:#}",
+                ctx.connection_id(),
+                err.code()
+            );
+            Err(err)
+        }
+    }
 }
