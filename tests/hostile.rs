@@ -146,7 +146,8 @@ fn start() -> Running {
 
 // ---- test isolation and raw-client helpers ------------------------------------------------
 
-/// Tests that measure the process's memory run alone (write lock); the others share.
+/// Tests that measure the process's memory or load the machine run alone (write lock); the
+/// others share.
 static MEMORY: RwLock<()> = RwLock::new(());
 
 fn shared() -> RwLockReadGuard<'static, ()> {
@@ -695,4 +696,44 @@ fn memory_stays_bounded_under_200_hostile_connections() {
     assert_eq!(stats.open_connections, 134);
     echo(&mut well_behaved, "done");
     drop(hostile);
+}
+
+#[test]
+fn empty_fragment_flood_does_not_starve_other_connections() {
+    // Empty continuation frames never reach the message limit and never complete a
+    // message: the connection must still yield the thread to the others.
+    let _alone = exclusive();
+    let server = start();
+    let flooder = upgraded(server.addr, "/echo");
+    let mut writer = flooder.try_clone().unwrap();
+    let flooding = thread::spawn(move || {
+        let mut chunk = Vec::new();
+        for _ in 0..10_000 {
+            chunk.extend(frame(false, 0x0, b""));
+        }
+        let _ = writer.write_all(&frame(false, 0x1, b""));
+        let started = Instant::now();
+        let mut sent = 0usize;
+        while started.elapsed() < Duration::from_millis(1000) {
+            match writer.write_all(&chunk) {
+                Ok(()) => sent += chunk.len(),
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    thread::sleep(Duration::from_millis(200));
+    let mut other = upgraded(server.addr, "/echo");
+    for i in 0..20 {
+        let t = Instant::now();
+        echo(&mut other, &format!("ping {i}"));
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "echo took {:?}",
+            t.elapsed()
+        );
+    }
+    let sent = flooding.join().unwrap();
+    eprintln!("empty-fragment flood: {sent} bytes in 1 s");
+    drop(flooder);
 }
