@@ -737,3 +737,63 @@ fn empty_fragment_flood_does_not_starve_other_connections() {
     eprintln!("empty-fragment flood: {sent} bytes in 1 s");
     drop(flooder);
 }
+
+#[test]
+fn frames_pipelined_behind_the_upgrade_head_are_served() {
+    // The upgrade head and the first frames in one write: nothing after the head is lost.
+    let _serial = shared();
+    let server = start();
+    let mut s = bounded(raw(server.addr));
+    let mut bytes = upgrade_head("/echo").into_bytes();
+    bytes.extend(frame(true, 0x1, b"first"));
+    bytes.extend(frame(true, 0x1, b"second"));
+    s.write_all(&bytes).unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    for text in ["first", "second"] {
+        let (opcode, payload) = read_frame(&mut s).unwrap();
+        assert_eq!((opcode, payload.as_slice()), (0x1, text.as_bytes()));
+    }
+}
+
+#[test]
+fn ping_flood_from_a_never_reading_client_stays_bounded() {
+    // Pings are answered by the transport, not by `send`, so `send_timeout` never fires;
+    // the pongs that cannot be written must still not pile up.
+    let _alone = exclusive();
+    let server = start();
+    let before = rss_kib();
+    let flooder = upgraded(server.addr, "/echo");
+    let mut writer = flooder.try_clone().unwrap();
+    let flooding = thread::spawn(move || {
+        let mut chunk = Vec::new();
+        for _ in 0..1000 {
+            chunk.extend(frame(true, 0x9, &[0u8; 125]));
+        }
+        let started = Instant::now();
+        let mut sent = 0usize;
+        while started.elapsed() < Duration::from_millis(1000) {
+            match writer.write_all(&chunk) {
+                Ok(()) => sent += chunk.len(),
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    thread::sleep(Duration::from_millis(200));
+    let mut other = upgraded(server.addr, "/echo");
+    for i in 0..20 {
+        let t = Instant::now();
+        echo(&mut other, &format!("ping {i}"));
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "echo took {:?}",
+            t.elapsed()
+        );
+    }
+    let sent = flooding.join().unwrap();
+    let grown = rss_kib().saturating_sub(before);
+    eprintln!("ping flood: {sent} bytes of pings in 1 s, RSS +{grown} KiB");
+    assert!(grown < 30 * 1024, "RSS grew by {grown} KiB");
+    drop(flooder);
+}
