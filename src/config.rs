@@ -53,8 +53,9 @@ pub struct WebSocketConfig {
     pub idle_timeout: Option<Duration>,
     /// How long the closing handshake may take before the socket is dropped. Default 2 s.
     pub close_timeout: Duration,
-    /// Consecutive messages one connection may process before yielding to others on the
-    /// thread. Default 32.
+    /// Consecutive messages one connection may process before yielding to the others on
+    /// the thread; it also yields after reading `fairness_budget × read_buffer_size` bytes
+    /// in one turn (128 KiB by default), whatever the frames. Default 32.
     pub fairness_budget: u32,
     /// Allowed `Origin` values; when set, any other Origin (or none) gets 403 before the
     /// upgrade. Default `None` (no check).

@@ -140,6 +140,10 @@ impl Server {
 
     /// Serves one already-accepted connection (any `AsyncRead + AsyncWrite` stream): the
     /// upgrade, then the gateway, then the close. Counts against `max_connections`.
+    ///
+    /// The stream's `poll_close` should half-close it (send FIN), as `async_net::TcpStream`
+    /// does; `async_io::Async<TcpStream>`'s only flushes, so the peer would wait for the
+    /// server's FIN until `close_timeout` (`serve` wraps its sockets accordingly).
     pub async fn serve_connection<S>(&self, stream: S, peer: Option<SocketAddr>)
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,

@@ -74,7 +74,12 @@ pub(crate) struct Conn {
     abort: bool,
     /// Close sent or received: code, reason, by peer.
     close: Option<(u16, String, bool)>,
+    /// Messages left in this turn.
     budget: u32,
+    /// Bytes left to read in this turn.
+    read_left: usize,
+    /// The peer sent bytes since the last check (for the idle timeout).
+    heard: bool,
     config: Arc<WebSocketConfig>,
     stats: Arc<Stats>,
     opened: Instant,
@@ -87,15 +92,28 @@ pub(crate) struct Conn {
 }
 
 /// Read/Write over the async stream for one poll: `Pending` becomes `WouldBlock`.
+/// Reads stop for this turn once `read_left` bytes were read (the task is woken to continue
+/// after the other connections had their turn); `heard` records that the peer sent something.
 struct Live<'a, 'b> {
     io: &'a mut dyn Io,
     cx: &'a mut Context<'b>,
+    read_left: &'a mut usize,
+    heard: &'a mut bool,
 }
 
 impl Read for Live<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if *self.read_left == 0 {
+            self.cx.waker().wake_by_ref();
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         match Pin::new(&mut *self.io).poll_read(self.cx, buf) {
-            Poll::Ready(r) => r,
+            Poll::Ready(Ok(n)) => {
+                *self.read_left = self.read_left.saturating_sub(n);
+                *self.heard |= n > 0;
+                Ok(n)
+            }
+            Poll::Ready(Err(e)) => Err(e),
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
@@ -178,14 +196,16 @@ impl Conn {
         let protocol =
             Protocol::from_partially_read(read_ahead, Role::Server, Some(config.tungstenite()));
         let now = Instant::now();
-        Conn {
+        let mut conn = Conn {
             io,
             protocol,
             peeked: None,
             done: false,
             abort: false,
             close: None,
-            budget: config.fairness_budget.max(1),
+            budget: 0,
+            read_left: 0,
+            heard: false,
             ping_timer: config.ping_interval.map(Timer::interval),
             idle_timer: config.idle_timeout.map(Timer::after),
             config,
@@ -195,7 +215,9 @@ impl Conn {
             signal,
             shutdown: None,
             outbox: None,
-        }
+        };
+        conn.refill();
+        conn
     }
 
     /// Attaches the queue that server pushes arrive on.
@@ -239,15 +261,27 @@ impl Conn {
             Live {
                 io: &mut *self.io,
                 cx,
+                read_left: &mut self.read_left,
+                heard: &mut self.heard,
             },
         )
+    }
+
+    /// Starts a new turn: full message and byte budgets.
+    fn refill(&mut self) {
+        self.budget = self.config.fairness_budget.max(1);
+        self.read_left = self.turn_bytes();
+    }
+
+    fn turn_bytes(&self) -> usize {
+        (self.config.fairness_budget.max(1) as usize)
+            .saturating_mul(self.config.read_buffer_size.max(1024))
     }
 
     /// Turns a read result into what `recv` returns, recording close and failure.
     fn outcome(&mut self, result: tungstenite::Result<Message>) -> Option<Result<Message>> {
         match result {
             Ok(message) => {
-                self.last_seen = Instant::now();
                 Stats::add(&self.stats.frames_in, 1);
                 Stats::add(&self.stats.bytes_in, message.len() as u64);
                 if let Message::Close(frame) = &message {
@@ -315,21 +349,25 @@ impl Conn {
         }
         if self.budget == 0 {
             // Let the other connections on this thread run.
-            self.budget = self.config.fairness_budget.max(1);
+            self.refill();
             let _ = self.poll_flush(cx);
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
         loop {
             let (protocol, mut live) = self.live(cx);
-            match protocol.read(&mut live) {
+            let read = protocol.read(&mut live);
+            if std::mem::take(&mut self.heard) {
+                self.last_seen = Instant::now();
+            }
+            match read {
                 Ok(message) => {
                     self.budget -= 1;
                     self.look_ahead();
                     return Poll::Ready(self.outcome(Ok(message)));
                 }
                 Err(e) if would_block(&e) => {
-                    self.budget = self.config.fairness_budget.max(1);
+                    self.refill();
                     self.drain_outbox(cx);
                     if let Poll::Ready(Err(e)) = self.poll_flush(cx) {
                         return Poll::Ready(self.outcome(Err(e)));

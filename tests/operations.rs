@@ -475,3 +475,23 @@ fn push_to_one_connection_and_to_rooms() {
         .unwrap();
     assert!(a.read(&mut buf).is_err(), "a got an unexpected frame");
 }
+
+#[test]
+fn a_slow_fragmented_message_keeps_the_connection_alive() {
+    let config = WebSocketConfig::default()
+        .ping_interval(None)
+        .idle_timeout(Some(Duration::from_millis(300)));
+    let (server, log, _) = recorder_server(config, ServerConfig::default());
+    let running = spawn(server);
+    let mut s = raw_upgrade(running.addr, "/ws");
+    // 12 fragments, 100 ms apart: 1.2 s in all, four times the idle timeout.
+    s.write_all(&frame(false, 1, b"a")).unwrap();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(100));
+        s.write_all(&frame(false, 0, b"a")).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(&frame(true, 0, b"a")).unwrap();
+    assert_eq!(read_frame(&mut s).unwrap(), (1, b"aaaaaaaaaaaa".to_vec()));
+    assert!(log.lock().unwrap().is_empty());
+}
