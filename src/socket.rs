@@ -68,6 +68,10 @@ pub(crate) struct Conn {
     /// A message (or error) read ahead from bytes already buffered: more input is pending,
     /// so sends are not flushed yet.
     peeked: Option<tungstenite::Result<Message>>,
+    /// A message was returned and nothing has been parsed behind it yet: `send` parses
+    /// ahead (after the message it answers was consumed, so its bytes no longer pin the
+    /// read buffer) to decide whether to flush.
+    look_ahead_due: bool,
     /// Reads are over (closed, failed): `recv` answers `None`.
     done: bool,
     /// Writing is pointless (the peer vanished or stopped reading): drop without a close.
@@ -200,6 +204,7 @@ impl Conn {
             io,
             protocol,
             peeked: None,
+            look_ahead_due: false,
             done: false,
             abort: false,
             close: None,
@@ -338,9 +343,7 @@ impl Conn {
         if let Some(result) = self.peeked.take() {
             // Nothing behind an error is read: a frame after a protocol violation must not
             // be answered (a ping would get its pong after our close).
-            if result.is_ok() {
-                self.look_ahead();
-            }
+            self.look_ahead_due = result.is_ok();
             return Poll::Ready(self.outcome(result));
         }
         if self.done {
@@ -363,7 +366,7 @@ impl Conn {
             match read {
                 Ok(message) => {
                     self.budget -= 1;
-                    self.look_ahead();
+                    self.look_ahead_due = true;
                     return Poll::Ready(self.outcome(Ok(message)));
                 }
                 Err(e) if would_block(&e) => {
@@ -468,6 +471,9 @@ impl Conn {
                     Err(WsError::WriteBufferFull(message)) => pending = Some(*message),
                     Err(e) => return Poll::Ready(Err(self.fail(e))),
                 }
+            }
+            if pending.is_none() && std::mem::take(&mut self.look_ahead_due) {
+                self.look_ahead();
             }
             if pending.is_none() && self.peeked.is_some() {
                 return Poll::Ready(Ok(()));
