@@ -1,25 +1,28 @@
 //! Message and event patterns (NestForge's `MicroserviceRegistry`) and the frame dispatch.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::{BufMut, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tungstenite::protocol::frame::Utf8Bytes;
 use tungstenite::Message;
 
 use crate::context::{MicroserviceContext, WebSocketContext};
 use crate::error::{Error, HandlerError, Request, Result};
 use crate::log::event;
-use crate::wire::{reply_prefix, reply_suffix, Kind, RequestFrame};
+use crate::wire::{reply_prefix, reply_suffix, Kind, RequestFrame, TransportMetadata};
 
-/// Output of a message handler's future: the reply buffer with the payload appended.
-type ReplyFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, Failure>> + Send>>;
+/// Output of a message handler's future: the whole reply frame.
+type ReplyFuture = Pin<Box<dyn Future<Output = Result<Utf8Bytes, Failure>> + Send>>;
 type EventFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
 type MessageRoute = Box<
-    dyn Fn(&str, MicroserviceContext, Vec<u8>) -> Result<ReplyFuture, serde_json::Error>
+    dyn Fn(&str, MicroserviceContext, ReplyHead) -> Result<ReplyFuture, serde_json::Error>
         + Send
         + Sync,
 >;
@@ -29,6 +32,77 @@ type EventRoute =
 enum Failure {
     Handler(HandlerError),
     Serialize(serde_json::Error),
+}
+
+/// What a reply needs besides its payload, owned so that the handler's future can carry it
+/// without allocating (ids up to 32 bytes stay inline; the pattern is the registry's).
+struct ReplyHead {
+    id: Option<EchoId>,
+    pattern: Arc<str>,
+    metadata: TransportMetadata,
+}
+
+/// A request id, verbatim JSON.
+enum EchoId {
+    Inline(u8, [u8; 32]),
+    Heap(Box<str>),
+}
+
+impl EchoId {
+    fn new(raw: &str) -> Self {
+        let mut inline = [0u8; 32];
+        match inline.get_mut(..raw.len()) {
+            Some(slot) => {
+                slot.copy_from_slice(raw.as_bytes());
+                EchoId::Inline(raw.len() as u8, inline)
+            }
+            None => EchoId::Heap(raw.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied whole from a `str`.
+            EchoId::Inline(len, bytes) => {
+                std::str::from_utf8(&bytes[..*len as usize]).unwrap_or("")
+            }
+            EchoId::Heap(id) => id,
+        }
+    }
+}
+
+thread_local! {
+    /// Replies are written here and split off as shared bytes: once the previous reply has
+    /// been copied into its socket's write buffer, the next one reuses the same allocation.
+    static REPLY: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// Largest reply buffer kept for reuse.
+const KEEP_REPLY_BUFFER: usize = 64 * 1024;
+
+impl ReplyHead {
+    /// Writes the whole reply frame for `payload`.
+    fn compose<R: Serialize>(&self, payload: &R) -> Result<Utf8Bytes, serde_json::Error> {
+        REPLY.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.clear();
+            buf.reserve(128 + self.pattern.len());
+            let mut out = (&mut *buf).writer();
+            reply_prefix(
+                &mut out,
+                self.id.as_ref().map(EchoId::as_str),
+                &self.pattern,
+            );
+            serde_json::to_writer(&mut out, payload)?;
+            reply_suffix(&mut out, &self.metadata);
+            let reply = buf.split().freeze();
+            if buf.capacity() > KEEP_REPLY_BUFFER {
+                *buf = BytesMut::new();
+            }
+            // Only JSON text was written.
+            Ok(Utf8Bytes::try_from(reply).unwrap_or_default())
+        })
+    }
 }
 
 /// The pattern table: message handlers (they reply) and event handlers (they do not),
@@ -88,7 +162,11 @@ impl MicroserviceRegistry {
 
     /// Decodes one request frame and runs its handler. See
     /// [`handle_websocket_microservice_message`].
-    pub async fn dispatch(&self, ctx: &WebSocketContext, bytes: &[u8]) -> Result<Option<String>> {
+    pub async fn dispatch(
+        &self,
+        ctx: &WebSocketContext,
+        bytes: &[u8],
+    ) -> Result<Option<Utf8Bytes>> {
         let frame = RequestFrame::decode(bytes)?;
         let request = || Request::new(frame.id, &frame.pattern);
         match frame.kind {
@@ -100,20 +178,24 @@ impl MicroserviceRegistry {
                         request: request(),
                     });
                 };
-                let mut out = Vec::with_capacity(128 + 2 * pattern.len());
-                reply_prefix(&mut out, frame.id, pattern);
+                let head = ReplyHead {
+                    id: frame.id.map(|id| EchoId::new(id.get())),
+                    pattern: Arc::clone(pattern),
+                    metadata: frame.metadata.clone(),
+                };
                 let mctx = MicroserviceContext::new(
                     ctx.clone(),
                     Arc::clone(pattern),
                     frame.metadata.clone(),
                 );
-                let future =
-                    route(frame.payload_json(), mctx, out).map_err(|source| Error::BadPayload {
+                let future = route(frame.payload_json(), mctx, head).map_err(|source| {
+                    Error::BadPayload {
                         kind: Kind::Message,
                         request: request(),
                         source,
-                    })?;
-                let mut out = future.await.map_err(|failure| match failure {
+                    }
+                })?;
+                let reply = future.await.map_err(|failure| match failure {
                     Failure::Handler(source) => Error::Handler {
                         request: request(),
                         source,
@@ -123,9 +205,7 @@ impl MicroserviceRegistry {
                         source,
                     },
                 })?;
-                reply_suffix(&mut out, &frame.metadata);
-                // Only JSON text was written.
-                Ok(Some(String::from_utf8(out).unwrap_or_default()))
+                Ok(Some(reply))
             }
             Kind::Event => {
                 let Some((pattern, route)) = self.routes.events.get_key_value(&*frame.pattern)
@@ -182,12 +262,11 @@ impl MicroserviceRegistryBuilder {
         F: Fn(P, MicroserviceContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
     {
-        let route: MessageRoute = Box::new(move |payload, ctx, mut out| {
+        let route: MessageRoute = Box::new(move |payload, ctx, head| {
             let future = handler(serde_json::from_str::<P>(payload)?, ctx);
             Ok(Box::pin(async move {
                 let reply = future.await.map_err(Failure::Handler)?;
-                serde_json::to_writer(&mut out, &reply).map_err(Failure::Serialize)?;
-                Ok(out)
+                head.compose(&reply).map_err(Failure::Serialize)
             }))
         });
         let pattern: Arc<str> = pattern.into().into();
@@ -297,7 +376,7 @@ pub async fn handle_websocket_microservice_message(
         _ => return Ok(None),
     };
     match registry.dispatch(ctx, bytes).await {
-        Ok(reply) => Ok(reply.map(|reply| Message::Text(reply.into()))),
+        Ok(reply) => Ok(reply.map(Message::Text)),
         Err(err) => {
             event!(
                 debug,
@@ -307,5 +386,55 @@ pub async fn handle_websocket_microservice_message(
             );
             Err(err)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Providers;
+
+    fn dispatch(registry: &MicroserviceRegistry, frame: &str) -> Result<Option<Utf8Bytes>> {
+        let ctx = WebSocketContext::detached(Providers::default());
+        futures_lite::future::block_on(registry.dispatch(&ctx, frame.as_bytes()))
+    }
+
+    #[test]
+    fn ids_short_and_long_are_echoed_verbatim() {
+        let registry = MicroserviceRegistry::builder()
+            .message("p", |n: u32, _| async move { Ok(n + 1) })
+            .build();
+        let long = format!("\"{}\"", "x".repeat(100));
+        for id in ["1", "-2.5e3", "\"\\u00e9t\\u00e9\"", long.as_str()] {
+            let frame = format!(r#"{{"kind":"message","pattern":"p","payload":1,"id":{id}}}"#);
+            let reply = dispatch(&registry, &frame).unwrap().unwrap();
+            assert_eq!(
+                reply.as_str(),
+                format!(r#"{{"id":{id},"pattern":"p","payload":2,"metadata":{{"values":{{}}}}}}"#)
+            );
+        }
+    }
+
+    #[test]
+    fn consecutive_replies_do_not_share_bytes() {
+        let registry = MicroserviceRegistry::builder()
+            .message("echo", |s: String, _| async move { Ok(s) })
+            .build();
+        let a = dispatch(
+            &registry,
+            r#"{"kind":"message","pattern":"echo","payload":"a"}"#,
+        );
+        let big = "b".repeat(100 * 1024);
+        let b = dispatch(
+            &registry,
+            &format!(r#"{{"kind":"message","pattern":"echo","payload":"{big}"}}"#),
+        );
+        let c = dispatch(
+            &registry,
+            r#"{"kind":"message","pattern":"echo","payload":"c"}"#,
+        );
+        assert!(a.unwrap().unwrap().contains(r#""payload":"a""#));
+        assert_eq!(b.unwrap().unwrap().len(), big.len() + 56);
+        assert!(c.unwrap().unwrap().contains(r#""payload":"c""#));
     }
 }

@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
@@ -120,9 +121,18 @@ impl<'a> RequestFrame<'a> {
         let frame: RequestFrame<'a> =
             serde_json::from_slice(bytes).map_err(|source| Error::BadFrame { source })?;
         if let Some(id) = frame.id {
-            if !matches!(id.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9')) {
+            let message = match id.get().as_bytes().first() {
+                Some(b'"') => None,
+                // Echoed verbatim: a number outside f64's range (`1e400`) would make the reply
+                // and error frames unreadable for serde_json ("number out of range").
+                Some(b'-' | b'0'..=b'9') => serde_json::from_str::<f64>(id.get())
+                    .is_err()
+                    .then_some("`id` is a number out of range"),
+                _ => Some("`id` must be a number or a string"),
+            };
+            if let Some(message) = message {
                 return Err(Error::BadFrame {
-                    source: serde::de::Error::custom("`id` must be a number or a string"),
+                    source: serde::de::Error::custom(message),
                 });
             }
         }
@@ -135,35 +145,36 @@ impl<'a> RequestFrame<'a> {
     }
 }
 
-/// Writes `{"id":..,"pattern":..,"payload":` into `out`; the payload and [`reply_suffix`] follow.
-pub(crate) fn reply_prefix(out: &mut Vec<u8>, id: Option<&RawValue>, pattern: &str) {
-    out.push(b'{');
+// The writers below write into memory (a `Vec` or a `BytesMut`), which cannot fail.
+
+/// Writes `{"id":..,"pattern":..,"payload":` into `out`; the payload and [`reply_suffix`]
+/// follow. `id` is the request's id, verbatim JSON.
+pub(crate) fn reply_prefix(out: &mut impl Write, id: Option<&str>, pattern: &str) {
+    let _ = out.write_all(b"{");
     if let Some(id) = id {
-        out.extend_from_slice(b"\"id\":");
-        out.extend_from_slice(id.get().as_bytes());
-        out.push(b',');
+        let _ = out.write_all(b"\"id\":");
+        let _ = out.write_all(id.as_bytes());
+        let _ = out.write_all(b",");
     }
-    out.extend_from_slice(b"\"pattern\":");
+    let _ = out.write_all(b"\"pattern\":");
     write_str(out, pattern);
-    out.extend_from_slice(b",\"payload\":");
+    let _ = out.write_all(b",\"payload\":");
 }
 
 /// Writes `,"metadata":{..}}`, closing a reply started by [`reply_prefix`].
-pub(crate) fn reply_suffix(out: &mut Vec<u8>, metadata: &TransportMetadata) {
-    out.extend_from_slice(b",\"metadata\":");
+pub(crate) fn reply_suffix(out: &mut impl Write, metadata: &TransportMetadata) {
+    let _ = out.write_all(b",\"metadata\":");
     if metadata.values.is_empty() {
-        out.extend_from_slice(b"{\"values\":{}}");
+        let _ = out.write_all(b"{\"values\":{}}");
     } else {
-        // Serializing a map of strings into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, metadata);
     }
-    out.push(b'}');
+    let _ = out.write_all(b"}");
 }
 
 /// Writes a JSON string literal.
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    // Serializing a &str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+fn write_str(out: &mut impl Write, s: &str) {
+    let _ = serde_json::to_writer(out, s);
 }
 
 /// Renders [`Error::to_json`].
@@ -309,9 +320,8 @@ mod tests {
             std::str::from_utf8(&out).unwrap(),
             r#"{"pattern":"app.info","payload":{"app_name":"X","transport":"websocket"},"metadata":{"values":{}}}"#
         );
-        let id = RawValue::from_string("\"r1\"".into()).unwrap();
         let mut out = Vec::new();
-        reply_prefix(&mut out, Some(&id), "a\"b");
+        reply_prefix(&mut out, Some("\"r1\""), "a\"b");
         out.extend_from_slice(b"1");
         reply_suffix(
             &mut out,
