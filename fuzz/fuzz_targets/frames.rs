@@ -1,0 +1,145 @@
+//! Fuzzes the WebSocket frame decoder path the server drives (src/socket.rs): a server-role
+//! `tungstenite` context with the crate's edge limits (16 KiB frames, 64 KiB messages,
+//! 4 KiB read buffer), reading client bytes from an in-memory stream until an error or
+//! `WouldBlock`, echoing data messages and closing on errors as the connection does.
+//! No panic, no endless loop, bounded output.
+#![no_main]
+
+use std::io::{self, Read, Write};
+
+use libfuzzer_sys::fuzz_target;
+use nestforge_edge::WebSocketConfig;
+use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::{Role, WebSocketContext};
+use tungstenite::Message;
+
+/// Client bytes served `chunk` at a time, then `WouldBlock`; writes are collected.
+struct Stream<'a> {
+    input: &'a [u8],
+    chunk: usize,
+    output: Vec<u8>,
+}
+
+impl Read for Stream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.input.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.chunk.min(buf.len()).min(self.input.len());
+        buf[..n].copy_from_slice(&self.input[..n]);
+        self.input = &self.input[n..];
+        Ok(n)
+    }
+}
+
+impl Write for Stream<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The tungstenite configuration `WebSocketConfig::tungstenite` builds for the defaults.
+fn config(edge: &WebSocketConfig) -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(edge.read_buffer_size)
+        .write_buffer_size(edge.max_write_buffer_size)
+        .max_write_buffer_size(
+            edge.max_write_buffer_size + edge.max_write_buffer_size.max(edge.max_message_size) + 16,
+        )
+        .max_frame_size(Some(edge.max_frame_size))
+        .max_message_size(Some(edge.max_message_size))
+}
+
+/// The close code the connection sends for a read error (mirrors src/socket.rs).
+fn close_code(e: &WsError) -> Option<CloseCode> {
+    match e {
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+        | WsError::Io(_)
+        | WsError::ConnectionClosed
+        | WsError::AlreadyClosed => None,
+        WsError::Protocol(_) => Some(CloseCode::Protocol),
+        WsError::Utf8(_) => Some(CloseCode::Invalid),
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(CloseCode::Size),
+        WsError::WriteBufferFull(_) => Some(CloseCode::Policy),
+        _ => Some(CloseCode::Error),
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    // Byte 0: how much the upgrade read ahead (bytes after the head); byte 1: read size.
+    let [split, chunk, data @ ..] = data else {
+        return;
+    };
+    let split = (*split as usize * data.len() / 255).min(data.len());
+    let chunk = if *chunk == 0 {
+        usize::MAX
+    } else {
+        *chunk as usize * 64
+    };
+    let edge = WebSocketConfig::default();
+    let mut ws = WebSocketContext::from_partially_read(
+        data[..split].to_vec(),
+        Role::Server,
+        Some(config(&edge)),
+    );
+    let mut stream = Stream {
+        input: &data[split..],
+        chunk,
+        output: Vec::new(),
+    };
+
+    let mut steps = 0usize;
+    let mut received = 0usize;
+    loop {
+        // Every message consumes at least a 2-byte frame header: no endless loop.
+        steps += 1;
+        assert!(steps <= data.len() / 2 + 4, "read loop does not progress");
+        match ws.read(&mut stream) {
+            Ok(message) => {
+                match &message {
+                    Message::Text(_) | Message::Binary(_) => {
+                        assert!(message.len() <= edge.max_message_size);
+                        received += message.len();
+                        // Echo, as a gateway would; may fail once closing.
+                        let _ = ws.write(&mut stream, message);
+                        let _ = ws.flush(&mut stream);
+                    }
+                    Message::Ping(p) | Message::Pong(p) => assert!(p.len() <= 125),
+                    Message::Close(frame) => {
+                        if let Some(frame) = frame {
+                            assert!(frame.reason.len() <= 123);
+                        }
+                    }
+                    Message::Frame(_) => panic!("raw frames are never read"),
+                }
+            }
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                if let Some(code) = close_code(&e) {
+                    let frame = CloseFrame {
+                        code,
+                        reason: "protocol error".into(),
+                    };
+                    let _ = ws.close(&mut stream, Some(frame));
+                    let _ = ws.flush(&mut stream);
+                }
+                // Like the connection, never read again after a failure: tungstenite keeps
+                // the rejected frame's header and debug-asserts on the next read.
+                break;
+            }
+        }
+    }
+    // Output is bounded by what came in: echoes, pongs and one close frame.
+    assert!(
+        stream.output.len() <= 2 * data.len() + received + 256,
+        "wrote {} bytes for {} in",
+        stream.output.len(),
+        data.len()
+    );
+});
