@@ -274,7 +274,7 @@ impl Drop for Disconnect<'_> {
                 .conn
                 .take()
                 .or_else(|| self.home.lock().ok().and_then(|mut h| h.take()));
-            let info = conn.map_or_else(CloseInfo::vanished, |mut c| c.abandon());
+            let info = conn.map_or_else(CloseInfo::vanished, |mut c| c.ended());
             self.mount.gateway.on_disconnect(&self.ctx, &info);
         }
     }

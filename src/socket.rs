@@ -542,19 +542,14 @@ impl Conn {
             Timer::after(timeout).await;
         })
         .await;
-        let (code, reason, by_peer) = self.close.take().unwrap_or((1006, String::new(), false));
-        self.stats.closed(code);
-        CloseInfo {
-            code,
-            reason,
-            by_peer,
-            duration: self.opened.elapsed(),
-        }
+        self.ended()
     }
 
-    /// How the connection ended when it is dropped without closing (shutdown deadline).
-    pub(crate) fn abandon(&mut self) -> CloseInfo {
-        let (code, reason, by_peer) = self.close.clone().unwrap_or((1006, String::new(), false));
+    /// How the connection ended (1006 when no close frame went either way), counted once:
+    /// after [`finish`](Self::finish), or when the connection is dropped without finishing
+    /// (shutdown deadline).
+    pub(crate) fn ended(&mut self) -> CloseInfo {
+        let (code, reason, by_peer) = self.close.take().unwrap_or((1006, String::new(), false));
         self.stats.closed(code);
         CloseInfo {
             code,

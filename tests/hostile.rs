@@ -170,22 +170,6 @@ fn upgraded(addr: SocketAddr, path: &str) -> TcpStream {
     bounded(raw_upgrade(addr, path))
 }
 
-/// A frame header announcing a masked frame of `len` payload bytes (no payload).
-fn header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
-    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len < 65536 {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&len.to_be_bytes());
-    }
-    out.extend_from_slice(&[1, 2, 3, 4]);
-    out
-}
-
 /// The first frame the server sends must be a Close with `code`, and the server must then
 /// close the TCP connection (EOF): the close frame was flushed before the socket went away.
 fn expect_close(s: &mut TcpStream, code: u16) {

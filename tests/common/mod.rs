@@ -146,11 +146,11 @@ pub fn read_head(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
-/// A masked client frame: `fin`, `opcode`, `payload` (mask key fixed).
-pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// The header of a masked client frame announcing `len` payload bytes (mask key included).
+pub fn header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
     let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
-    let len = payload.len();
     if len < 126 {
         out.push(0x80 | len as u8);
     } else if len < 65536 {
@@ -158,10 +158,16 @@ pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&(len as u16).to_be_bytes());
     } else {
         out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
     }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out.extend_from_slice(&MASK);
+    out
+}
+
+/// A masked client frame: `fin`, `opcode`, `payload` (mask key fixed).
+pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = header(fin, opcode, payload.len() as u64);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
     out
 }
 
