@@ -48,6 +48,7 @@ mod server;
 mod shutdown;
 mod socket;
 mod stats;
+mod tasks;
 mod tcp;
 pub mod upgrade;
 mod wire;

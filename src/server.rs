@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use event_listener::Event;
 use futures_lite::future::{or, poll_fn};
@@ -26,6 +25,7 @@ use crate::push::{Connections, Outbox};
 use crate::shutdown::{ShutdownHandle, Signal};
 use crate::socket::{CloseInfo, Conn, Home, Io, WebSocket};
 use crate::stats::{Stats, StatsSnapshot};
+use crate::tasks::Tasks;
 use crate::tcp::Tcp;
 use crate::upgrade::{self, Rejection, Status, UpgradeRequest};
 
@@ -37,7 +37,7 @@ pub(crate) struct Mount {
 /// A configured server: gateways, providers and limits. Cheap to clone.
 ///
 /// Runs on one thread under any executor: [`serve`](Self::serve) multiplexes its
-/// connections on an internal `LocalExecutor`, so `smol::block_on`,
+/// connections itself (a minimal local task set), so `smol::block_on`,
 /// `futures_lite::future::block_on` or a task on a caller's `LocalExecutor` all work.
 #[derive(Clone)]
 pub struct Server {
@@ -93,8 +93,8 @@ impl Server {
             mount.gateway.on_init(local);
         }
         event!(info, "listening on {local:?}");
-        let ex = LocalExecutor::new();
-        ex.run(async {
+        let tasks = Tasks::new();
+        let main = async {
             loop {
                 let accept = async { Some(listener.accept().await) };
                 let stop = async {
@@ -105,11 +105,7 @@ impl Server {
                     None => break,
                     Some(Ok((stream, peer))) => {
                         let _ = stream.get_ref().set_nodelay(true);
-                        let this = self.clone();
-                        ex.spawn(
-                            async move { this.serve_connection(Tcp(stream), Some(peer)).await },
-                        )
-                        .detach();
+                        tasks.spawn(self.serve_connection(Tcp(stream), Some(peer)));
                     }
                     Some(Err(_e)) => {
                         // Out of descriptors or a connection reset while queued: back off.
@@ -132,8 +128,9 @@ impl Server {
                 Timer::after(self.shared.config.shutdown_timeout).await;
             })
             .await;
-        })
-        .await;
+        };
+        // The connections still open when `main` ends are dropped with `tasks`.
+        or(main, tasks.run()).await;
         event!(info, "stopped");
         Ok(())
     }

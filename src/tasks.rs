@@ -1,0 +1,165 @@
+//! The connection set of one `serve` call: futures polled on the caller's thread, each only
+//! when its waker fired, in wake-up order. A minimal local executor, so that the server runs
+//! inside any executor (or a plain `block_on`) without spawning anywhere.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures_lite::future::poll_fn;
+
+type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// Futures spawned with [`Tasks::spawn`] run while [`Tasks::run`] is awaited.
+pub(crate) struct Tasks<'a> {
+    /// Spawned, not yet polled (spawning may happen while a task is being polled).
+    incoming: RefCell<Vec<Task<'a>>>,
+    slots: RefCell<Slots<'a>>,
+    /// The ready list of the current turn; swapped with the shared one so that neither
+    /// allocates again once both have grown.
+    batch: RefCell<VecDeque<usize>>,
+    shared: Arc<Shared>,
+}
+
+struct Slots<'a> {
+    tasks: Vec<Option<Running<'a>>>,
+    free: Vec<usize>,
+}
+
+/// What wakers reach, possibly from other threads.
+#[derive(Default)]
+struct Shared {
+    ready: Mutex<VecDeque<usize>>,
+    run: Mutex<Option<Waker>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only plain pushes and pops happen under these locks.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct Running<'a> {
+    task: Task<'a>,
+    state: Arc<TaskWaker>,
+    waker: Waker,
+}
+
+struct TaskWaker {
+    slot: usize,
+    queued: AtomicBool,
+    shared: Arc<Shared>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            lock(&self.shared.ready).push_back(self.slot);
+            if let Some(run) = lock(&self.shared.run).as_ref() {
+                run.wake_by_ref();
+            }
+        }
+    }
+}
+
+impl<'a> Tasks<'a> {
+    pub(crate) fn new() -> Self {
+        Tasks {
+            incoming: RefCell::new(Vec::new()),
+            slots: RefCell::new(Slots {
+                tasks: Vec::new(),
+                free: Vec::new(),
+            }),
+            batch: RefCell::new(VecDeque::new()),
+            shared: Arc::default(),
+        }
+    }
+
+    /// Adds a future; it is first polled by the next turn of [`run`](Self::run).
+    pub(crate) fn spawn(&self, future: impl Future<Output = ()> + 'a) {
+        self.incoming.borrow_mut().push(Box::pin(future));
+        if let Some(run) = lock(&self.shared.run).as_ref() {
+            run.wake_by_ref();
+        }
+    }
+
+    /// Polls the tasks that were woken, forever (it never completes: drop it, or race it
+    /// against the future that decides when to stop, to drop the remaining tasks).
+    pub(crate) async fn run(&self) {
+        poll_fn(|cx| {
+            self.turn(cx);
+            Poll::<()>::Pending
+        })
+        .await
+    }
+
+    /// One turn: admit spawned tasks, then poll each task that was ready when the turn
+    /// began, once. Tasks woken during the turn wait for the next one (fairness).
+    fn turn(&self, cx: &mut Context<'_>) {
+        {
+            let mut run = lock(&self.shared.run);
+            if !run.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *run = Some(cx.waker().clone());
+            }
+        }
+        for task in self.incoming.borrow_mut().drain(..) {
+            let mut slots = self.slots.borrow_mut();
+            let slot = slots.free.pop().unwrap_or(slots.tasks.len());
+            let state = Arc::new(TaskWaker {
+                slot,
+                queued: AtomicBool::new(true),
+                shared: Arc::clone(&self.shared),
+            });
+            let waker = Waker::from(Arc::clone(&state));
+            let entry = Some(Running { task, state, waker });
+            match slots.tasks.get_mut(slot) {
+                Some(place) => *place = entry,
+                None => slots.tasks.push(entry),
+            }
+            lock(&self.shared.ready).push_back(slot);
+        }
+        let mut batch = self.batch.borrow_mut();
+        std::mem::swap(&mut *batch, &mut *lock(&self.shared.ready));
+        for slot in batch.drain(..) {
+            // Take the task out so that it can spawn (or be woken) while it runs.
+            let taken = self
+                .slots
+                .borrow_mut()
+                .tasks
+                .get_mut(slot)
+                .and_then(Option::take);
+            let Some(mut running) = taken else {
+                continue; // finished already: a stale wake-up
+            };
+            running.state.queued.store(false, Ordering::Release);
+            let done = running
+                .task
+                .as_mut()
+                .poll(&mut Context::from_waker(&running.waker))
+                .is_ready();
+            let mut slots = self.slots.borrow_mut();
+            if done {
+                slots.free.push(slot);
+            } else {
+                slots.tasks[slot] = Some(running);
+            }
+        }
+        if !lock(&self.shared.ready).is_empty() || !self.incoming.borrow().is_empty() {
+            cx.waker().wake_by_ref();
+        }
+    }
+}
+
+impl fmt::Debug for Tasks<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tasks").finish_non_exhaustive()
+    }
+}
