@@ -94,6 +94,12 @@ impl Server {
         }
         event!(info, "listening on {local:?}");
         let ex = LocalExecutor::new();
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = self.shared.providers.get::<crate::mqtt::MqttBridge>() {
+            let (bridge, providers) = (bridge.clone(), self.shared.providers.clone());
+            ex.spawn(async move { bridge.run(providers).await })
+                .detach();
+        }
         ex.run(async {
             loop {
                 let accept = async { Some(listener.accept().await) };
