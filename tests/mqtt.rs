@@ -461,3 +461,99 @@ fn broker_outage_gives_unavailable_then_recovers_and_local_patterns_keep_working
     }));
     drop((a, b, broker));
 }
+
+/// The modules installed by `.ci/nest-mqtt`, or `None` (skip) outside CI.
+fn nest_modules_or_skip(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("NEST_MQTT_MODULES")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/nestforge-edge-nest/node_modules"))
+        })
+        .filter(|d| d.join("@nestjs/microservices/package.json").exists());
+    let node = Command::new("node").arg("--version").output().is_ok();
+    match dir {
+        Some(dir) if node => Some(dir),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{test}: node or the NestJS modules are missing (run .ci/nest-mqtt)")
+        }
+        _ => {
+            eprintln!("{test}: skipped, run .ci/nest-mqtt to install NestJS's MQTT transport");
+            None
+        }
+    }
+}
+
+/// A child process killed on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn nestjs_mqtt_transport_calls_us_and_serves_us() {
+    let Some(broker) = broker_or_skip("nestjs_interop") else {
+        return;
+    };
+    let Some(modules) = nest_modules_or_skip("nestjs_interop") else {
+        return;
+    };
+    let a = Gateway::start(&broker, &unique("gw-a"), "app.info", &[]);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/nest_mqtt.js");
+    let mut node = Command::new("node")
+        .arg(script)
+        .arg(broker.url())
+        .env("NODE_PATH", modules)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node");
+    let stdout = node.stdout.take().unwrap();
+    let node = Killed(node);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = || {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("no output from the NestJS side")
+    };
+    assert_eq!(next_line(), "READY");
+    // NestJS's ClientMqtt called our `app.info` (and emitted `audit.log`).
+    let line = next_line();
+    let reply: Value = serde_json::from_str(
+        line.strip_prefix("CLIENT ")
+            .unwrap_or_else(|| panic!("{line}")),
+    )
+    .unwrap();
+    assert_eq!(
+        reply,
+        json!({"name": "mqtt_gateway", "servedBy": a.instance, "data": {"from": "nest"}})
+    );
+    smol::block_on(within(30, async {
+        let mut ws = connect(a.addr, "/ws").await;
+        // Our gateway calls NestJS's ServerMqtt `math.sum`.
+        let reply = call_until_ok(&mut ws, "math.sum", json!([1, 2, 3]), 10).await;
+        assert_eq!(
+            reply["payload"],
+            json!({"sum": 6, "servedBy": "nest"}),
+            "{reply}"
+        );
+        let reply = call(&mut ws, "math.sum", json!([4, 5]), json!("n-1")).await;
+        assert_eq!(reply["id"], "n-1");
+        assert_eq!(reply["payload"]["sum"], 9, "{reply}");
+        // The NestJS event reached our handler.
+        let count = call(&mut ws, "audit.count", json!(null), json!("c")).await;
+        assert_eq!(count["payload"], 1, "{count}");
+    }));
+    drop((node, a, broker));
+}
