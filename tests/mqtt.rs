@@ -557,3 +557,135 @@ fn nestjs_mqtt_transport_calls_us_and_serves_us() {
     }));
     drop((node, a, broker));
 }
+
+/// A bare MQTT 3.1.1 publisher, to send what no well-behaved client would.
+fn raw_publish(broker: &Broker, topic: &str, payload: &[u8]) {
+    use std::io::{Read, Write};
+    fn remaining(out: &mut Vec<u8>, mut n: usize) {
+        loop {
+            let mut b = (n % 128) as u8;
+            n /= 128;
+            if n > 0 {
+                b |= 0x80;
+            }
+            out.push(b);
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    let mut s = TcpStream::connect(("127.0.0.1", broker.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let id = unique("raw");
+    let mut connect = vec![0x10];
+    remaining(&mut connect, 12 + id.len());
+    connect.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30]);
+    connect.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    connect.extend_from_slice(id.as_bytes());
+    s.write_all(&connect).unwrap();
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0]);
+    let mut publish = vec![0x30];
+    remaining(&mut publish, 2 + topic.len() + payload.len());
+    publish.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    publish.extend_from_slice(topic.as_bytes());
+    publish.extend_from_slice(payload);
+    s.write_all(&publish).unwrap();
+    s.write_all(&[0xe0, 0]).unwrap();
+}
+
+#[test]
+fn hostile_broker_input_and_mqtt_3_1_1() {
+    let Some(broker) = broker_or_skip("hostile_broker_input") else {
+        return;
+    };
+    let v3 = [("MQTT_PROTOCOL", "3.1.1")];
+    let g = Gateway::start(&broker, &unique("gw-g"), "math.sum", &v3);
+    let h = Gateway::start(&broker, &unique("gw-h"), "none", &v3);
+    smol::block_on(within(60, async {
+        let mut wg = connect(g.addr, "/ws").await;
+        let mut wh = connect(h.addr, "/ws").await;
+        call_until_ok(&mut wh, "math.sum", json!([1]), 10).await;
+
+        // Garbage on a served topic: dropped and counted.
+        raw_publish(&broker, "math.sum", b"not json");
+        raw_publish(
+            &broker,
+            "math.sum",
+            br#"{"pattern":"math.sum","data":[1],"id":{}}"#,
+        );
+        // Over the 64 KiB packet cap: the link is closed and reopened.
+        raw_publish(&broker, "math.sum", &vec![b' '; 100 * 1024]);
+        let start = Instant::now();
+        loop {
+            let stats = call(&mut wg, "mqtt.stats", json!(null), json!("s")).await;
+            let p = &stats["payload"];
+            if p["malformed"].as_u64() >= Some(3) && p["connects"] == 2 && p["connected"] == true {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "{stats}");
+            smol::Timer::after(Duration::from_millis(100)).await;
+        }
+        let reply = call_until_ok(&mut wh, "math.sum", json!([2, 3]), 10).await;
+        assert_eq!(reply["payload"]["sum"], 5, "{reply}");
+
+        // 3.1.1 has no No Local: our own event's echo is recognised and dropped.
+        send_text(
+            &mut wg,
+            r#"{"kind":"event","pattern":"audit.log","payload":{"n":1}}"#,
+        )
+        .await;
+        smol::Timer::after(Duration::from_millis(500)).await;
+        for (ws, name) in [(&mut wg, "G"), (&mut wh, "H")] {
+            let count = call(ws, "audit.count", json!(null), json!("c")).await;
+            assert_eq!(count["payload"], 1, "{name}: {count}");
+        }
+        // And broadcasts are delivered once per client.
+        call(&mut wg, "broadcast", json!({"text": "v3"}), json!("b")).await;
+        for ws in [&mut wg, &mut wh] {
+            let got = texts_within(ws, Duration::from_millis(800)).await;
+            assert_eq!(got.iter().filter(|t| *t == "v3").count(), 1, "{got:?}");
+        }
+    }));
+    drop((g, h, broker));
+}
+
+/// Sequential round trips: (median, p99, mean).
+async fn measure(ws: &mut Client, pattern: &str) -> (Duration, Duration, Duration) {
+    const N: usize = 500;
+    let mut times = Vec::with_capacity(N);
+    for i in 0..N {
+        let t = Instant::now();
+        let reply = call(ws, pattern, json!({"i": i}), json!(i)).await;
+        times.push(t.elapsed());
+        assert!(reply.get("error").is_none(), "{reply}");
+    }
+    times.sort();
+    let mean = times.iter().sum::<Duration>() / N as u32;
+    (times[N / 2], times[N * 99 / 100], mean)
+}
+
+/// Prints the cost of a broker hop: the same echo handler called locally and through the
+/// broker (`cargo test --release --features mqtt --test mqtt overhead -- --nocapture`).
+#[test]
+fn forwarding_overhead_against_a_local_pattern() {
+    let Some(broker) = broker_or_skip("forwarding_overhead") else {
+        return;
+    };
+    let a = Gateway::start(&broker, &unique("gw-a"), "none", &[]);
+    let b = Gateway::start(&broker, &unique("gw-b"), "shared.echo", &[]);
+    smol::block_on(within(120, async {
+        let mut ws = connect(a.addr, "/ws").await;
+        call_until_ok(&mut ws, "shared.echo", json!(0), 10).await;
+        const N: usize = 500;
+        let local = measure(&mut ws, "local.echo").await;
+        let remote = measure(&mut ws, "shared.echo").await;
+        eprintln!(
+            "sequential round trips over {N} calls (median / p99 / mean):\n  local pattern      {:?} / {:?} / {:?}\n  through the broker {:?} / {:?} / {:?}\n  overhead (median)  {:?}",
+            local.0, local.1, local.2, remote.0, remote.1, remote.2,
+            remote.0.saturating_sub(local.0)
+        );
+    }));
+    drop((a, b, broker));
+}
