@@ -11,7 +11,7 @@
 //! - `HOST`, `PORT` (default 3002; `0` picks a free port, printed on the first line);
 //! - `MQTT_URL` (default `mqtt://127.0.0.1:1883`), `INSTANCE` (the client id; default a
 //!   random one), `MQTT_GROUP`, `MQTT_TIMEOUT_MS`, `MQTT_RECONNECT_MAX_MS`,
-//!   `MQTT_PROTOCOL` (`5` or `3.1.1`);
+//!   `MQTT_PROTOCOL` (`5` or `3.1.1`), `MQTT_EVENT_QOS` (`0` or `1`);
 //! - `SERVE`: comma-separated patterns served by this instance, among `app.info`,
 //!   `math.sum` and `shared.echo` (default all three).
 //!
@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use nestforge_edge::mqtt::{MqttBridge, MqttConfig, Protocol};
+use nestforge_edge::mqtt::{MqttBridge, MqttConfig, Protocol, Qos};
 use nestforge_edge::prelude::*;
 use nestforge_edge::serve_patterns;
 use serde::Deserialize;
@@ -173,6 +173,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(t) = millis("MQTT_RECONNECT_MAX_MS") {
         config = config.reconnect_max(t);
+    }
+    if env("MQTT_EVENT_QOS").as_deref() == Some("1") {
+        config = config.event_qos(Qos::AtLeastOnce);
     }
     if env("MQTT_PROTOCOL").as_deref() == Some("3.1.1") {
         config = config.protocol(Protocol::V311);

@@ -291,7 +291,13 @@ fn two_gateways_serve_each_other_share_work_fan_out_events_and_broadcast_once() 
     let Some(broker) = broker_or_skip("two_gateways") else {
         return;
     };
-    let a = Gateway::start(&broker, &unique("gw-a"), "app.info,shared.echo", &[]);
+    // A publishes its events at QoS 1, the others subscribe at QoS 0.
+    let a = Gateway::start(
+        &broker,
+        &unique("gw-a"),
+        "app.info,shared.echo",
+        &[("MQTT_EVENT_QOS", "1")],
+    );
     let b = Gateway::start(&broker, &unique("gw-b"), "math.sum,shared.echo", &[]);
     let c = Gateway::start(&broker, &unique("gw-c"), "none", &[]);
     smol::block_on(within(60, async {

@@ -93,8 +93,8 @@ pub struct MqttConfig {
     /// omitted). Default `mqtt://127.0.0.1:1883`. No TLS: use a local broker or a tunnel.
     pub url: String,
     /// The client id, unique per instance (a duplicate makes the broker drop the other
-    /// session); also the instance name for broadcasts and pushes. Default `None`: a
-    /// random `nestforge-<hex>` per process.
+    /// session); also the instance name for broadcasts and pushes: 1-128 ASCII letters,
+    /// digits, `-`, `_`, `.` or `:`. Default `None`: a random `nestforge-<hex>` per process.
     pub client_id: Option<String>,
     /// The `$share` group served message patterns are subscribed in, so that each request
     /// is handled once per group. Default `nestforge`.
@@ -404,6 +404,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 const ECHO_MEMORY: usize = 256;
+/// QoS 1 publishes awaiting PUBACK, at most (packet ids are 16-bit).
+const MAX_UNACKED: usize = 1024;
 
 impl MqttBridge {
     /// A bridge that serves `registry`'s patterns to the broker in `config`. Fails with
@@ -414,13 +416,10 @@ impl MqttBridge {
             Some(id) => id.clone(),
             None => format!("nestforge-{:016x}", random()),
         };
-        if client_id.is_empty()
-            || client_id.len() > 128
-            || !publishable(&client_id)
-            || client_id.contains('/')
-        {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+        if client_id.is_empty() || client_id.len() > 128 || !client_id.chars().all(allowed) {
             return Err(config_error(
-                "the client id must be 1-128 bytes without `/`, `+`, `#`, NUL or a leading `$`",
+                "the client id must be 1-128 ASCII letters, digits, `-`, `_`, `.` or `:`",
             ));
         }
         for (what, value) in [("group", &config.group), ("prefix", &config.prefix)] {
@@ -772,6 +771,9 @@ impl Inner {
             return false;
         }
         let pid = if qos > 0 {
+            if state.unacked.len() >= MAX_UNACKED {
+                return false;
+            }
             let pid = state.pid();
             state.unacked.insert(pid);
             pid
