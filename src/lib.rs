@@ -31,7 +31,7 @@
 //!   disconnect with code and duration, rejected upgrades, limit hits). Without it the
 //!   calls compile to nothing.
 //! - `mqtt` (off by default): scale-out over an MQTT broker with NestJS's MQTT transport
-//!   convention ([`mqtt`], [`NestForgeFactory::with_mqtt`]). No extra dependency.
+//!   convention (module `mqtt`, `NestForgeFactory::with_mqtt`). No extra dependency.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
