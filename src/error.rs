@@ -117,6 +117,38 @@ pub enum Error {
     WebSocket(tungstenite::Error),
     /// An I/O error (binding, accepting).
     Io(io::Error),
+    /// A forwarded request got no reply from the broker in time (feature `mqtt`).
+    #[cfg(feature = "mqtt")]
+    Timeout {
+        /// The forwarded request.
+        request: Request,
+        /// The configured request timeout.
+        after: std::time::Duration,
+    },
+    /// A request could not be forwarded: the broker link is down or a bound was reached
+    /// (feature `mqtt`).
+    #[cfg(feature = "mqtt")]
+    Unavailable {
+        /// The request.
+        request: Request,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The remote service answered a forwarded request with an error (feature `mqtt`).
+    #[cfg(feature = "mqtt")]
+    Remote {
+        /// The forwarded request.
+        request: Request,
+        /// The remote error text (a `String` inside), when
+        /// [`MqttConfig::expose_remote_errors`](crate::mqtt::MqttConfig) is on.
+        detail: Option<HandlerError>,
+    },
+    /// The MQTT settings are unusable (feature `mqtt`).
+    #[cfg(feature = "mqtt")]
+    MqttConfig {
+        /// What is wrong.
+        reason: Box<str>,
+    },
 }
 
 /// The stable, machine-readable code of an [`Error`], as sent in JSON error frames.
@@ -135,6 +167,15 @@ pub enum ErrorCode {
     ProviderMissing,
     /// `internal`: anything else (reply serialization, transport, configuration).
     Internal,
+    /// `timeout`: a forwarded request got no reply in time (feature `mqtt`).
+    #[cfg(feature = "mqtt")]
+    Timeout,
+    /// `unavailable`: the broker link is down, or a bound was reached (feature `mqtt`).
+    #[cfg(feature = "mqtt")]
+    Unavailable,
+    /// `remote_error`: the remote service answered with an error (feature `mqtt`).
+    #[cfg(feature = "mqtt")]
+    RemoteError,
 }
 
 impl ErrorCode {
@@ -147,6 +188,12 @@ impl ErrorCode {
             ErrorCode::HandlerError => "handler_error",
             ErrorCode::ProviderMissing => "provider_missing",
             ErrorCode::Internal => "internal",
+            #[cfg(feature = "mqtt")]
+            ErrorCode::Timeout => "timeout",
+            #[cfg(feature = "mqtt")]
+            ErrorCode::Unavailable => "unavailable",
+            #[cfg(feature = "mqtt")]
+            ErrorCode::RemoteError => "remote_error",
         }
     }
 }
@@ -170,6 +217,12 @@ impl Error {
                 None => ErrorCode::HandlerError,
             },
             Error::TypeNotRegistered { .. } => ErrorCode::ProviderMissing,
+            #[cfg(feature = "mqtt")]
+            Error::Timeout { .. } => ErrorCode::Timeout,
+            #[cfg(feature = "mqtt")]
+            Error::Unavailable { .. } => ErrorCode::Unavailable,
+            #[cfg(feature = "mqtt")]
+            Error::Remote { .. } => ErrorCode::RemoteError,
             _ => ErrorCode::Internal,
         }
     }
@@ -181,6 +234,10 @@ impl Error {
             | Error::BadPayload { request, .. }
             | Error::Handler { request, .. }
             | Error::Serialize { request, .. } => Some(request),
+            #[cfg(feature = "mqtt")]
+            Error::Timeout { request, .. }
+            | Error::Unavailable { request, .. }
+            | Error::Remote { request, .. } => Some(request),
             _ => None,
         }
     }
@@ -204,6 +261,11 @@ impl Error {
         match self {
             Error::BadPayload { source, .. } => Some(source),
             Error::Provider { source, .. } => Some(&**source),
+            #[cfg(feature = "mqtt")]
+            Error::Remote {
+                detail: Some(detail),
+                ..
+            } => Some(&**detail),
             _ => None,
         }
     }
@@ -243,6 +305,20 @@ impl fmt::Display for Error {
             }
             Error::WebSocket(e) => fmt::Display::fmt(e, f)?,
             Error::Io(e) => fmt::Display::fmt(e, f)?,
+            #[cfg(feature = "mqtt")]
+            Error::Timeout { request, after } => {
+                write!(f, "No reply for `{}` within {after:?}", request.pattern)?
+            }
+            #[cfg(feature = "mqtt")]
+            Error::Unavailable { request, reason } => {
+                write!(f, "Pattern `{}` is unavailable: {reason}", request.pattern)?
+            }
+            #[cfg(feature = "mqtt")]
+            Error::Remote { request, .. } => {
+                write!(f, "The service of `{}` returned an error", request.pattern)?
+            }
+            #[cfg(feature = "mqtt")]
+            Error::MqttConfig { reason } => write!(f, "Invalid MQTT settings: {reason}")?,
         }
         if f.alternate() {
             if let Some(cause) = self.detail() {

@@ -84,6 +84,23 @@ impl<M> NestForgeFactory<M> {
         self
     }
 
+    /// Bridges the gateway to an MQTT broker (feature `mqtt`): `registry`'s patterns are
+    /// served to the broker, unknown message patterns are forwarded to it, events are
+    /// published, and the [`MqttBridge`](crate::mqtt::MqttBridge) becomes a provider (for
+    /// broadcasts and pushes across instances). [`Server::serve`] runs its session.
+    /// Fails with [`Error::MqttConfig`] on unusable settings and
+    /// [`Error::DuplicateProvider`] when called twice.
+    #[cfg(feature = "mqtt")]
+    pub fn with_mqtt(
+        mut self,
+        config: crate::mqtt::MqttConfig,
+        registry: crate::MicroserviceRegistry,
+    ) -> Result<Self> {
+        let bridge = crate::mqtt::MqttBridge::new(config, registry)?;
+        self.providers = self.providers.with(bridge)?;
+        Ok(self)
+    }
+
     /// The frozen providers.
     pub fn providers(&self) -> &Providers {
         &self.providers

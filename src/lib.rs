@@ -30,6 +30,8 @@
 //! - `log` (off by default): connection-level logs through the `log` facade (connect,
 //!   disconnect with code and duration, rejected upgrades, limit hits). Without it the
 //!   calls compile to nothing.
+//! - `mqtt` (off by default): scale-out over an MQTT broker with NestJS's MQTT transport
+//!   convention (module `mqtt`, `NestForgeFactory::with_mqtt`). No extra dependency.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
@@ -40,6 +42,8 @@ mod factory;
 mod gateway;
 mod guard;
 mod log;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 mod providers;
 mod push;
 mod registry;

@@ -65,6 +65,16 @@ impl Providers {
         self.slots.is_empty()
     }
 
+    /// A copy with `value` added as the provider of `T` (which must not be registered).
+    #[cfg(feature = "mqtt")]
+    pub(crate) fn with<T: Send + Sync + 'static>(&self, value: T) -> Result<Providers> {
+        let mut builder = ProvidersBuilder {
+            slots: self.slots.to_vec(),
+        };
+        builder.provide(value)?;
+        Ok(builder.build())
+    }
+
     fn find(&self, id: TypeId) -> Option<&Arc<dyn Any + Send + Sync>> {
         self.slots
             .binary_search_by(|slot| slot.0.cmp(&id))

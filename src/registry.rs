@@ -173,6 +173,12 @@ impl MicroserviceRegistry {
             Kind::Message => {
                 let Some((pattern, route)) = self.routes.messages.get_key_value(&*frame.pattern)
                 else {
+                    #[cfg(feature = "mqtt")]
+                    if let Some(bridge) = ctx.providers().get::<crate::mqtt::MqttBridge>() {
+                        if bridge.forwards(&frame.pattern) {
+                            return bridge.forward(&frame).await.map(Some);
+                        }
+                    }
                     return Err(Error::UnknownPattern {
                         kind: Kind::Message,
                         request: request(),
@@ -208,8 +214,17 @@ impl MicroserviceRegistry {
                 Ok(Some(reply))
             }
             Kind::Event => {
+                #[cfg(feature = "mqtt")]
+                let published = ctx
+                    .providers()
+                    .get::<crate::mqtt::MqttBridge>()
+                    .is_some_and(|bridge| bridge.publish_event(ctx, &frame));
                 let Some((pattern, route)) = self.routes.events.get_key_value(&*frame.pattern)
                 else {
+                    #[cfg(feature = "mqtt")]
+                    if published {
+                        return Ok(None);
+                    }
                     return Err(Error::UnknownPattern {
                         kind: Kind::Event,
                         request: request(),

@@ -94,6 +94,11 @@ impl Server {
         }
         event!(info, "listening on {local:?}");
         let tasks = Tasks::new();
+        #[cfg(feature = "mqtt")]
+        if let Some(bridge) = self.shared.providers.get::<crate::mqtt::MqttBridge>() {
+            let (bridge, providers) = (bridge.clone(), self.shared.providers.clone());
+            tasks.spawn(async move { bridge.run(providers).await });
+        }
         let main = async {
             loop {
                 let accept = async { Some(listener.accept().await) };

@@ -1,0 +1,881 @@
+//! Scale-out over an MQTT broker (feature `mqtt`): message patterns served and called across
+//! gateway instances and NestJS services with NestJS's MQTT transport convention, events
+//! fanned out, broadcasts and pushes that reach every instance.
+//!
+//! | role | topic | payload |
+//! |---|---|---|
+//! | request | `P` | `{"pattern":P,"data":..,"id":"<string>"}` |
+//! | reply | `P/reply` | `{"id":..,"response":..,"isDisposed":true}` or `{"id":..,"err":..,"isDisposed":true}` |
+//! | event | `E` | `{"pattern":E,"data":..}` |
+//! | served pattern | subscribed as `$share/<group>/P` | |
+//! | broadcast | `<prefix>/broadcast` | `{"origin":<instance>,"data":<text>}` |
+//! | push | `<prefix>/push/<instance>` | `{"conn":<id>,"data":<text>}` |
+
+mod codec;
+mod session;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use event_listener::Event;
+use futures_lite::future::or;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tungstenite::protocol::frame::Utf8Bytes;
+use tungstenite::Message;
+
+use crate::context::WebSocketContext;
+use crate::error::{Error, Request, Result};
+use crate::providers::Providers;
+use crate::push::{Broadcast, Connections, PushError};
+use crate::registry::MicroserviceRegistry;
+use crate::wire::{reply_prefix, reply_suffix, RequestFrame};
+
+use codec::Level;
+
+/// Which message patterns without a local handler are sent to the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Forward {
+    /// Every message pattern with no local handler (the default).
+    Unknown,
+    /// Only these patterns; other unknown patterns get `unknown_pattern` as without the
+    /// bridge.
+    Patterns(Vec<String>),
+    /// None: the bridge only serves local patterns and carries broadcasts and pushes.
+    Off,
+}
+
+/// Quality of service for events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Qos {
+    /// QoS 0: at most once (the default, as NestJS).
+    AtMostOnce,
+    /// QoS 1: at least once while connected (duplicates possible).
+    AtLeastOnce,
+}
+
+/// MQTT protocol version spoken to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// MQTT 3.1.1. The broker echoes our own events back; they are recognised by content
+    /// (a bounded list of recent publishes) and dropped.
+    V311,
+    /// MQTT 5.0 (the default): No Local keeps our own events and broadcasts from coming
+    /// back, Maximum Packet Size makes the broker enforce the packet cap.
+    V5,
+}
+
+/// Settings of the MQTT bridge. Every default is written in its field's doc.
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::mqtt::MqttConfig;
+/// use std::time::Duration;
+///
+/// let config = MqttConfig::new("mqtt://127.0.0.1:1883")
+///     .client_id("gw-a")
+///     .group("nestforge")
+///     .request_timeout(Duration::from_secs(2));
+/// assert_eq!(config.prefix, "nestforge");
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MqttConfig {
+    /// The broker: `mqtt://host:port`, `tcp://host:port` or `host:port` (port 1883 when
+    /// omitted). Default `mqtt://127.0.0.1:1883`. No TLS: use a local broker or a tunnel.
+    pub url: String,
+    /// The client id, unique per instance (a duplicate makes the broker drop the other
+    /// session); also the instance name for broadcasts and pushes: 1-128 ASCII letters,
+    /// digits, `-`, `_`, `.` or `:`. Default `None`: a random `nestforge-<hex>` per process.
+    pub client_id: Option<String>,
+    /// The `$share` group served message patterns are subscribed in, so that each request
+    /// is handled once per group. Default `nestforge`.
+    pub group: String,
+    /// Namespace of the broadcast and push topics. Default `nestforge`.
+    pub prefix: String,
+    /// How long a forwarded request waits for its reply before the client gets `timeout`.
+    /// Default 5 s.
+    pub request_timeout: Duration,
+    /// Which unknown message patterns are forwarded. Default [`Forward::Unknown`].
+    pub forward: Forward,
+    /// Serve the registry's message and event patterns to the broker. Default `true`.
+    pub serve: bool,
+    /// Publish WebSocket events to the broker (besides handling them locally). Default `true`.
+    pub publish_events: bool,
+    /// QoS of published and subscribed events. Default [`Qos::AtMostOnce`].
+    pub event_qos: Qos,
+    /// Protocol version. Default [`Protocol::V5`].
+    pub protocol: Protocol,
+    /// MQTT keep-alive: a PINGREQ after half of it without output; the link is declared
+    /// dead after 1.5× without input. Default 30 s.
+    pub keep_alive: Duration,
+    /// Largest packet accepted from the broker, checked on its header before it is
+    /// buffered; a larger one closes the link (reconnect). Default 64 KiB.
+    pub max_packet_size: usize,
+    /// Forwarded requests awaiting a reply, at most; beyond it `unavailable`. Default 1024.
+    pub max_pending: usize,
+    /// Distinct remote patterns whose `P/reply` topic is subscribed, at most. Default 256.
+    pub max_remote_patterns: usize,
+    /// Packets queued for the broker, at most; beyond it publishes fail (`unavailable`) or
+    /// are dropped (events, broadcasts). Default 256.
+    pub outbound_queue: usize,
+    /// Requests from the broker handled concurrently; beyond it reading pauses. Default 32.
+    pub max_in_flight: usize,
+    /// First reconnect delay, doubled up to [`Self::reconnect_max`], ±20 % jitter.
+    /// Default 100 ms.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay. Default 10 s.
+    pub reconnect_max: Duration,
+    /// TCP connect plus CONNACK deadline. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Put a remote service's error text in the `detail` of `remote_error` frames.
+    /// Default `false`.
+    pub expose_remote_errors: bool,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            url: "mqtt://127.0.0.1:1883".into(),
+            client_id: None,
+            group: "nestforge".into(),
+            prefix: "nestforge".into(),
+            request_timeout: Duration::from_secs(5),
+            forward: Forward::Unknown,
+            serve: true,
+            publish_events: true,
+            event_qos: Qos::AtMostOnce,
+            protocol: Protocol::V5,
+            keep_alive: Duration::from_secs(30),
+            max_packet_size: 64 * 1024,
+            max_pending: 1024,
+            max_remote_patterns: 256,
+            outbound_queue: 256,
+            max_in_flight: 32,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            expose_remote_errors: false,
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, $name: $ty) -> Self {
+            self.$name = $name;
+            self
+        }
+    )*};
+}
+
+impl MqttConfig {
+    /// Defaults with the broker `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        MqttConfig {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets [`Self::client_id`].
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = Some(id.into());
+        self
+    }
+
+    /// Sets [`Self::group`].
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// Sets [`Self::prefix`].
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    setters! {
+        /// Sets [`Self::request_timeout`].
+        request_timeout: Duration;
+        /// Sets [`Self::forward`].
+        forward: Forward;
+        /// Sets [`Self::serve`].
+        serve: bool;
+        /// Sets [`Self::publish_events`].
+        publish_events: bool;
+        /// Sets [`Self::event_qos`].
+        event_qos: Qos;
+        /// Sets [`Self::protocol`].
+        protocol: Protocol;
+        /// Sets [`Self::keep_alive`].
+        keep_alive: Duration;
+        /// Sets [`Self::max_packet_size`].
+        max_packet_size: usize;
+        /// Sets [`Self::max_pending`].
+        max_pending: usize;
+        /// Sets [`Self::max_remote_patterns`].
+        max_remote_patterns: usize;
+        /// Sets [`Self::outbound_queue`].
+        outbound_queue: usize;
+        /// Sets [`Self::max_in_flight`].
+        max_in_flight: usize;
+        /// Sets [`Self::reconnect_min`].
+        reconnect_min: Duration;
+        /// Sets [`Self::reconnect_max`].
+        reconnect_max: Duration;
+        /// Sets [`Self::connect_timeout`].
+        connect_timeout: Duration;
+        /// Sets [`Self::expose_remote_errors`].
+        expose_remote_errors: bool;
+    }
+
+    /// `host:port` from the URL.
+    fn address(&self) -> Result<String> {
+        let url = self.url.trim();
+        let rest = url
+            .strip_prefix("mqtt://")
+            .or_else(|| url.strip_prefix("tcp://"))
+            .unwrap_or(url);
+        if url.contains("://") && rest.len() == url.len() {
+            return Err(config_error("only mqtt:// and tcp:// URLs are supported"));
+        }
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() || rest.contains('/') || rest.contains('@') {
+            return Err(config_error("the URL must be mqtt://host[:port]"));
+        }
+        let has_port = match rest.rfind(']') {
+            Some(bracket) => rest[bracket..].contains(':'),
+            None => rest.contains(':'),
+        };
+        Ok(if has_port {
+            rest.to_owned()
+        } else {
+            format!("{rest}:1883")
+        })
+    }
+}
+
+fn config_error(reason: &str) -> Error {
+    Error::MqttConfig {
+        reason: reason.into(),
+    }
+}
+
+/// Whether `topic` can be published to: not empty, no wildcard, no NUL, not `$`-prefixed,
+/// shorter than 64 KiB.
+pub(crate) fn publishable(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() < 65_000
+        && !topic.starts_with('$')
+        && !topic.contains(['+', '#', '\0'])
+}
+
+/// Counters of the bridge (monotonic since start, except `connected`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MqttStats {
+    /// Whether the broker link is up.
+    pub connected: bool,
+    /// Successful connections (CONNACK), the first one included.
+    pub connects: u64,
+    /// Requests forwarded to the broker.
+    pub forwarded: u64,
+    /// Forwarded requests that got a reply.
+    pub replied: u64,
+    /// Forwarded requests that timed out.
+    pub timeouts: u64,
+    /// Requests answered `unavailable` (link down, table or queue full).
+    pub unavailable: u64,
+    /// Requests from the broker handled by local patterns.
+    pub served: u64,
+    /// Events received from the broker and handled.
+    pub events_in: u64,
+    /// Events published.
+    pub events_out: u64,
+    /// Broker packets that were malformed or unusable (dropped).
+    pub malformed: u64,
+    /// Publishes dropped: link down or queue full (events, broadcasts, pushes).
+    pub dropped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    connects: AtomicU64,
+    forwarded: AtomicU64,
+    replied: AtomicU64,
+    timeouts: AtomicU64,
+    unavailable: AtomicU64,
+    served: AtomicU64,
+    events_in: AtomicU64,
+    events_out: AtomicU64,
+    malformed: AtomicU64,
+    dropped: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+/// The bridge between this gateway and an MQTT broker. Cheap to clone.
+///
+/// Mounted with [`NestForgeFactory::with_mqtt`](crate::NestForgeFactory::with_mqtt), which
+/// also registers it as a provider: handlers resolve it (`ctx.resolve::<MqttBridge>()`) to
+/// broadcast to every instance or push to a connection on another one. [`Server::serve`]
+/// runs its session on the server's thread.
+///
+/// Message patterns not served locally are forwarded by the registry's dispatch
+/// ([`Forward`]); WebSocket events are published as well as handled locally.
+///
+/// [`Server::serve`]: crate::Server::serve
+#[derive(Clone)]
+pub struct MqttBridge {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: MqttConfig,
+    client_id: String,
+    address: String,
+    level: Level,
+    registry: MicroserviceRegistry,
+    broadcast_topic: String,
+    push_prefix: String,
+    state: Mutex<State>,
+    /// Wakes the session task: outbound packets queued.
+    wake: Event,
+    /// Link or subscription state changed (waiters of forwarded requests).
+    changed: Event,
+    connections: OnceLock<Arc<Connections>>,
+    /// The context handlers of broker requests run in (set while the session runs).
+    ctx: Mutex<Option<WebSocketContext>>,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct State {
+    connected: bool,
+    outbound: VecDeque<Vec<u8>>,
+    next_id: u64,
+    next_pid: u16,
+    pending: HashMap<Box<str>, Arc<Slot>>,
+    /// Remote patterns whose `P/reply` is subscribed (or being subscribed).
+    replies: HashMap<Box<str>, Sub>,
+    /// SUBSCRIBE packet ids awaiting SUBACK, with the remote patterns they carry.
+    subacks: HashMap<u16, Vec<(usize, Box<str>)>>,
+    /// QoS 1 publishes awaiting PUBACK.
+    unacked: HashSet<u16>,
+    /// 3.1.1: fingerprints of our own recent events, to drop their echo.
+    echoes: VecDeque<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sub {
+    Pending,
+    Active,
+    Refused,
+}
+
+/// A forwarded request's outcome.
+#[derive(Default)]
+struct Slot {
+    outcome: Mutex<Option<Outcome>>,
+    ready: Event,
+}
+
+enum Outcome {
+    Response(Box<RawValue>),
+    Failed(Option<String>),
+    Disconnected,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+const ECHO_MEMORY: usize = 256;
+/// QoS 1 publishes awaiting PUBACK, at most (packet ids are 16-bit).
+const MAX_UNACKED: usize = 1024;
+
+impl MqttBridge {
+    /// A bridge that serves `registry`'s patterns to the broker in `config`. Fails with
+    /// [`Error::MqttConfig`] on an unusable URL, client id, group or prefix.
+    pub fn new(config: MqttConfig, registry: MicroserviceRegistry) -> Result<Self> {
+        let address = config.address()?;
+        let client_id = match &config.client_id {
+            Some(id) => id.clone(),
+            None => format!("nestforge-{:016x}", random()),
+        };
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+        if client_id.is_empty() || client_id.len() > 128 || !client_id.chars().all(allowed) {
+            return Err(config_error(
+                "the client id must be 1-128 ASCII letters, digits, `-`, `_`, `.` or `:`",
+            ));
+        }
+        for (what, value) in [("group", &config.group), ("prefix", &config.prefix)] {
+            let ok = publishable(value) && (what != "group" || !value.contains('/'));
+            if !ok {
+                return Err(Error::MqttConfig {
+                    reason: format!("invalid {what} `{value}`").into(),
+                });
+            }
+        }
+        let level = match config.protocol {
+            Protocol::V311 => Level::V311,
+            Protocol::V5 => Level::V5,
+        };
+        Ok(MqttBridge {
+            inner: Arc::new(Inner {
+                broadcast_topic: format!("{}/broadcast", config.prefix),
+                push_prefix: format!("{}/push/", config.prefix),
+                config,
+                client_id,
+                address,
+                level,
+                registry,
+                state: Mutex::default(),
+                wake: Event::new(),
+                changed: Event::new(),
+                connections: OnceLock::new(),
+                ctx: Mutex::new(None),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// This instance's name on the broker: the client id.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MqttConfig {
+        &self.inner.config
+    }
+
+    /// Whether the broker link is up.
+    pub fn is_connected(&self) -> bool {
+        lock(&self.inner.state).connected
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> MqttStats {
+        let c = &self.inner.counters;
+        MqttStats {
+            connected: self.is_connected(),
+            connects: c.connects.load(Relaxed),
+            forwarded: c.forwarded.load(Relaxed),
+            replied: c.replied.load(Relaxed),
+            timeouts: c.timeouts.load(Relaxed),
+            unavailable: c.unavailable.load(Relaxed),
+            served: c.served.load(Relaxed),
+            events_in: c.events_in.load(Relaxed),
+            events_out: c.events_out.load(Relaxed),
+            malformed: c.malformed.load(Relaxed),
+            dropped: c.dropped.load(Relaxed),
+        }
+    }
+
+    /// Queues a Text `message` for every WebSocket client of every instance: the local ones
+    /// at once (also while the broker is down), the others through the broker (each
+    /// instance drops its own echo, so every client receives it once). Binary messages
+    /// reach the local clients only. The report counts the local connections.
+    pub fn broadcast(&self, message: Message) -> Broadcast {
+        let inner = &*self.inner;
+        let report = inner
+            .connections
+            .get()
+            .map(|c| c.broadcast(message.clone()))
+            .unwrap_or_default();
+        if let Message::Text(text) = &message {
+            let payload = serde_json::json!({"origin": inner.client_id, "data": text.as_str()});
+            if !inner.publish(&inner.broadcast_topic, payload.to_string().as_bytes(), 0) {
+                bump(&inner.counters.dropped);
+            }
+        }
+        report
+    }
+
+    /// Queues a Text `message` for connection `connection` of instance `instance`
+    /// (an [`instance_id`](Self::instance_id)): directly when it is this one, through the
+    /// broker otherwise. A remote push is at most once and unconfirmed; it fails with
+    /// [`PushError::NotConnected`] while the broker link is down.
+    pub fn send(&self, instance: &str, connection: u64, message: Message) -> Result<(), PushError> {
+        let inner = &*self.inner;
+        if instance == inner.client_id {
+            return match inner.connections.get() {
+                Some(c) => c.send(connection, message),
+                None => Err(PushError::NotConnected),
+            };
+        }
+        let Message::Text(text) = &message else {
+            return Err(PushError::NotConnected);
+        };
+        let topic = format!("{}{instance}", inner.push_prefix);
+        if !publishable(&topic) || instance.contains('/') {
+            return Err(PushError::NotConnected);
+        }
+        let payload = serde_json::json!({"conn": connection, "data": text.as_str()});
+        if inner.publish(&topic, payload.to_string().as_bytes(), 0) {
+            Ok(())
+        } else {
+            bump(&inner.counters.dropped);
+            Err(PushError::NotConnected)
+        }
+    }
+
+    /// Runs the broker session until the future is dropped: connect, subscribe, serve,
+    /// reconnect with backoff. [`Server::serve`](crate::Server::serve) runs it for its
+    /// providers; call it yourself only when serving connections without `serve`.
+    pub async fn run(&self, providers: Providers) {
+        session::run(Arc::clone(&self.inner), providers).await
+    }
+
+    /// Whether `pattern` (a message pattern with no local handler) goes to the broker.
+    pub(crate) fn forwards(&self, pattern: &str) -> bool {
+        match &self.inner.config.forward {
+            Forward::Unknown => true,
+            Forward::Patterns(list) => list.iter().any(|p| p == pattern),
+            Forward::Off => false,
+        }
+    }
+
+    /// Publishes a WebSocket event (from `ctx`) to the broker; `true` when the pattern is
+    /// one the bridge carries (whether or not the link is up: events are at most once).
+    pub(crate) fn publish_event(&self, ctx: &WebSocketContext, frame: &RequestFrame<'_>) -> bool {
+        let inner = &*self.inner;
+        if !inner.config.publish_events || !publishable(&frame.pattern) {
+            return false;
+        }
+        // Events from the broker are handled without going back to it.
+        if lock(&inner.ctx).as_ref().is_some_and(|own| own.ptr_eq(ctx)) {
+            return false;
+        }
+        let payload = format!(
+            "{{\"pattern\":{},\"data\":{}}}",
+            serde_json::Value::from(&*frame.pattern),
+            frame.payload_json()
+        );
+        let qos = u8::from(inner.config.event_qos == Qos::AtLeastOnce);
+        if inner.level == Level::V311
+            && inner.config.serve
+            && inner.registry.has_event(&frame.pattern)
+        {
+            let mut state = lock(&inner.state);
+            if state.echoes.len() == ECHO_MEMORY {
+                state.echoes.pop_front();
+            }
+            state
+                .echoes
+                .push_back(fingerprint(&frame.pattern, payload.as_bytes()));
+        }
+        if inner.publish(&frame.pattern, payload.as_bytes(), qos) {
+            bump(&inner.counters.events_out);
+        } else {
+            bump(&inner.counters.dropped);
+        }
+        true
+    }
+
+    /// Sends a request frame to the broker and waits for its reply, composed as the
+    /// WebSocket reply frame with the client's own `id`.
+    pub(crate) async fn forward(&self, frame: &RequestFrame<'_>) -> Result<Utf8Bytes> {
+        let inner = &*self.inner;
+        let request = || Request::new(frame.id, &frame.pattern);
+        let pattern: &str = &frame.pattern;
+        if !publishable(pattern) {
+            return Err(Error::UnknownPattern {
+                kind: crate::wire::Kind::Message,
+                request: request(),
+            });
+        }
+        let timeout = inner.config.request_timeout;
+        let deadline = Instant::now() + timeout;
+        let unavailable = |reason: &'static str| {
+            bump(&inner.counters.unavailable);
+            Error::Unavailable {
+                request: request(),
+                reason,
+            }
+        };
+        let timed_out = || {
+            bump(&inner.counters.timeouts);
+            Error::Timeout {
+                request: request(),
+                after: timeout,
+            }
+        };
+        // The reply topic first, as NestJS does: a reply must not beat the subscription.
+        loop {
+            let listener = inner.changed.listen();
+            {
+                let mut state = lock(&inner.state);
+                if !state.connected {
+                    return Err(unavailable("the broker link is down"));
+                }
+                match state.replies.get(pattern) {
+                    Some(Sub::Active) => break,
+                    Some(Sub::Refused) => {
+                        return Err(unavailable("the broker refused the reply subscription"))
+                    }
+                    Some(Sub::Pending) => {}
+                    None => {
+                        if state.replies.len() >= inner.config.max_remote_patterns {
+                            return Err(unavailable("too many remote patterns"));
+                        }
+                        if state.outbound.len() >= inner.config.outbound_queue {
+                            return Err(unavailable("the outbound queue is full"));
+                        }
+                        state.replies.insert(pattern.into(), Sub::Pending);
+                        let pid = state.pid();
+                        state.subacks.insert(pid, vec![(0, pattern.into())]);
+                        let mut packet = Vec::new();
+                        codec::subscribe(&mut packet, inner.level, pid, &[reply_filter(pattern)]);
+                        state.outbound.push_back(packet);
+                        inner.wake.notify(1);
+                    }
+                }
+            }
+            let expired = or(
+                async {
+                    listener.await;
+                    false
+                },
+                async {
+                    Timer::at(deadline).await;
+                    true
+                },
+            )
+            .await;
+            if expired {
+                return Err(timed_out());
+            }
+        }
+        let slot = Arc::new(Slot::default());
+        let id: Box<str> = {
+            let mut state = lock(&inner.state);
+            if state.pending.len() >= inner.config.max_pending {
+                return Err(unavailable("too many pending requests"));
+            }
+            if state.outbound.len() >= inner.config.outbound_queue {
+                return Err(unavailable("the outbound queue is full"));
+            }
+            state.next_id += 1;
+            let id: Box<str> = format!("{}-{}", inner.client_id, state.next_id).into();
+            let payload = format!(
+                "{{\"pattern\":{},\"data\":{},\"id\":\"{id}\"}}",
+                serde_json::Value::from(pattern),
+                frame.payload_json()
+            );
+            state.pending.insert(id.clone(), Arc::clone(&slot));
+            let mut packet = Vec::with_capacity(payload.len() + pattern.len() + 8);
+            codec::publish(&mut packet, inner.level, pattern, payload.as_bytes(), 0, 0);
+            state.outbound.push_back(packet);
+            inner.wake.notify(1);
+            id
+        };
+        bump(&inner.counters.forwarded);
+        // Removes the entry however this future ends (also when the client went away).
+        let _entry = PendingEntry { inner, id };
+        let outcome = loop {
+            let listener = slot.ready.listen();
+            if let Some(outcome) = lock(&slot.outcome).take() {
+                break outcome;
+            }
+            let expired = or(
+                async {
+                    listener.await;
+                    false
+                },
+                async {
+                    Timer::at(deadline).await;
+                    true
+                },
+            )
+            .await;
+            if expired {
+                if let Some(outcome) = lock(&slot.outcome).take() {
+                    break outcome;
+                }
+                return Err(timed_out());
+            }
+        };
+        match outcome {
+            Outcome::Response(response) => {
+                bump(&inner.counters.replied);
+                let mut out = Vec::with_capacity(64 + pattern.len() + response.get().len());
+                reply_prefix(&mut out, frame.id.map(RawValue::get), pattern);
+                out.extend_from_slice(response.get().as_bytes());
+                reply_suffix(&mut out, &frame.metadata);
+                // JSON text only.
+                Ok(String::from_utf8(out).unwrap_or_default().into())
+            }
+            Outcome::Failed(detail) => Err(Error::Remote {
+                request: request(),
+                detail: detail
+                    .filter(|_| inner.config.expose_remote_errors)
+                    .map(Into::into),
+            }),
+            Outcome::Disconnected => Err(unavailable("the broker link went down")),
+        }
+    }
+}
+
+struct PendingEntry<'a> {
+    inner: &'a Inner,
+    id: Box<str>,
+}
+
+impl Drop for PendingEntry<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.state).pending.remove(&self.id);
+    }
+}
+
+fn reply_filter(pattern: &str) -> codec::Filter {
+    codec::Filter {
+        topic: format!("{pattern}/reply"),
+        qos: 0,
+        no_local: false,
+    }
+}
+
+impl State {
+    /// The next free packet id (never 0, never one awaiting an ack).
+    fn pid(&mut self) -> u16 {
+        loop {
+            self.next_pid = self.next_pid.wrapping_add(1);
+            let pid = self.next_pid;
+            if pid != 0 && !self.unacked.contains(&pid) && !self.subacks.contains_key(&pid) {
+                return pid;
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Queues a PUBLISH; `false` when the link is down or the queue is full.
+    fn publish(&self, topic: &str, payload: &[u8], qos: u8) -> bool {
+        let mut state = lock(&self.state);
+        if !state.connected || state.outbound.len() >= self.config.outbound_queue {
+            return false;
+        }
+        let pid = if qos > 0 {
+            if state.unacked.len() >= MAX_UNACKED {
+                return false;
+            }
+            let pid = state.pid();
+            state.unacked.insert(pid);
+            pid
+        } else {
+            0
+        };
+        let mut packet = Vec::with_capacity(payload.len() + topic.len() + 8);
+        codec::publish(&mut packet, self.level, topic, payload, qos, pid);
+        state.outbound.push_back(packet);
+        drop(state);
+        self.wake.notify(1);
+        true
+    }
+}
+
+/// 64 random bits from the standard library's hasher seeds, the time and the process id.
+fn random() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    std::time::SystemTime::now().hash(&mut h);
+    std::process::id().hash(&mut h);
+    h.finish()
+}
+
+fn fingerprint(topic: &str, payload: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    topic.hash(&mut h);
+    payload.hash(&mut h);
+    h.finish()
+}
+
+/// A NestJS packet as received: request, event or reply.
+#[derive(Deserialize)]
+struct Incoming<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pattern: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    response: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    err: Option<&'a RawValue>,
+    #[serde(default)]
+    status: Option<&'a RawValue>,
+    #[serde(default, rename = "isDisposed")]
+    is_disposed: Option<&'a RawValue>,
+}
+
+impl fmt::Debug for MqttBridge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttBridge")
+            .field("instance", &self.inner.client_id)
+            .field("broker", &self.inner.address)
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let addr = |u: &str| MqttConfig::new(u).address();
+        assert_eq!(addr("mqtt://127.0.0.1:1884").unwrap(), "127.0.0.1:1884");
+        assert_eq!(addr("tcp://broker").unwrap(), "broker:1883");
+        assert_eq!(addr("localhost:1").unwrap(), "localhost:1");
+        assert_eq!(addr("mqtt://[::1]").unwrap(), "[::1]:1883");
+        assert_eq!(addr("mqtt://[::1]:9").unwrap(), "[::1]:9");
+        assert!(addr("mqtts://x").is_err());
+        assert!(addr("mqtt://u@x").is_err());
+        assert!(addr("").is_err());
+    }
+
+    #[test]
+    fn topics_and_ids() {
+        assert!(publishable("app.info"));
+        assert!(publishable("{\"cmd\":\"sum\"}"));
+        for bad in ["", "a/+", "#", "$SYS/x", "a\0b"] {
+            assert!(!publishable(bad), "{bad:?}");
+        }
+        let registry = MicroserviceRegistry::default();
+        let bridge = MqttBridge::new(MqttConfig::default(), registry.clone()).unwrap();
+        let other = MqttBridge::new(MqttConfig::default(), registry.clone()).unwrap();
+        assert_ne!(bridge.instance_id(), other.instance_id());
+        assert!(MqttBridge::new(MqttConfig::default().client_id("a/b"), registry.clone()).is_err());
+        assert!(MqttBridge::new(MqttConfig::default().group("a/b"), registry).is_err());
+    }
+
+    #[test]
+    fn forwarding_while_down_is_unavailable_at_once() {
+        let bridge =
+            MqttBridge::new(MqttConfig::default(), MicroserviceRegistry::default()).unwrap();
+        let frame =
+            RequestFrame::decode(br#"{"kind":"message","pattern":"remote.p","id":7}"#).unwrap();
+        let err = futures_lite::future::block_on(bridge.forward(&frame)).unwrap_err();
+        assert_eq!(err.code().as_str(), "unavailable");
+        assert_eq!(
+            err.to_json(),
+            r#"{"id":7,"pattern":"remote.p","error":{"code":"unavailable","message":"Pattern `remote.p` is unavailable: the broker link is down"}}"#
+        );
+    }
+}

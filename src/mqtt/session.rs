@@ -1,0 +1,593 @@
+//! The broker session: one task on the server's thread that connects, subscribes, reads
+//! and writes packets, keeps the link alive, serves broker requests with the local
+//! registry, and reconnects with exponential backoff and jitter.
+
+use std::future::Future;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use async_io::{Async, Timer};
+use futures_lite::future::{or, poll_fn};
+use futures_lite::{AsyncRead, AsyncWriteExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tungstenite::Message;
+
+use super::codec::{self, Filter, Packet};
+use super::{
+    bump, fingerprint, lock, publishable, random, reply_filter, Incoming, Inner, Level, Outcome,
+    Qos, Sub,
+};
+use crate::context::{ContextInner, Headers, RequestId, WebSocketContext};
+use crate::log::event;
+use crate::providers::Providers;
+use crate::push::Connections;
+
+/// Filters per SUBSCRIBE packet.
+const FILTERS_PER_SUBSCRIBE: usize = 16;
+
+type Handler = Pin<Box<dyn Future<Output = Option<Vec<u8>>>>>;
+
+pub(super) async fn run(inner: Arc<Inner>, providers: Providers) {
+    if let Ok(connections) = providers.resolve::<Connections>() {
+        let _ = inner.connections.set(connections);
+    }
+    let ctx = WebSocketContext::from_inner(ContextInner {
+        providers,
+        connection_id: 0,
+        request_id: RequestId::new(format!("mqtt-{}", inner.client_id)),
+        path: "mqtt".into(),
+        query: None,
+        headers: Headers::default(),
+        peer_addr: None,
+        identity: None,
+        protocol: None,
+    });
+    *lock(&inner.ctx) = Some(ctx.clone());
+    let _stop = Stopped(&inner);
+    let min = inner.config.reconnect_min.max(Duration::from_millis(1));
+    let max = inner.config.reconnect_max.max(min);
+    let mut backoff = min;
+    loop {
+        let _why = match session(&inner, &ctx, &mut backoff, min).await {
+            Ok(never) => match never {},
+            Err(why) => why,
+        };
+        link_down(&inner);
+        event!(
+            warn,
+            "mqtt: link to {} down ({_why}), retrying",
+            inner.address
+        );
+        // ±20 % jitter so that instances restarted together do not reconnect together.
+        let spread = (random() % 401) as f64 / 1000.0 + 0.8;
+        Timer::after(backoff.mul_f64(spread)).await;
+        backoff = (backoff * 2).min(max);
+    }
+}
+
+/// Clears the session's state when the task ends (server stopped).
+struct Stopped<'a>(&'a Inner);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        link_down(self.0);
+        *lock(&self.0.ctx) = None;
+    }
+}
+
+/// The link is down: fail what waits on it, keep the reply patterns for resubscription.
+fn link_down(inner: &Inner) {
+    let mut state = lock(&inner.state);
+    state.connected = false;
+    state.outbound.clear();
+    state.subacks.clear();
+    state.unacked.clear();
+    for sub in state.replies.values_mut() {
+        *sub = Sub::Pending;
+    }
+    for (_, slot) in state.pending.drain() {
+        *lock(&slot.outcome) = Some(Outcome::Disconnected);
+        slot.ready.notify(usize::MAX);
+    }
+    drop(state);
+    inner.changed.notify(usize::MAX);
+}
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Handler(Option<Vec<u8>>),
+    Outbound,
+    Tick,
+}
+
+async fn deadline<T>(
+    at: Instant,
+    why: &'static str,
+    f: impl Future<Output = Result<T, &'static str>>,
+) -> Result<T, &'static str> {
+    or(f, async {
+        Timer::at(at).await;
+        Err(why)
+    })
+    .await
+}
+
+/// One connection, until it fails.
+async fn session(
+    inner: &Arc<Inner>,
+    ctx: &WebSocketContext,
+    backoff: &mut Duration,
+    min: Duration,
+) -> Result<std::convert::Infallible, &'static str> {
+    let config = &inner.config;
+    let cap = config.max_packet_size.max(128);
+    let level = inner.level;
+    let connect_by = Instant::now() + config.connect_timeout;
+    let addr = inner
+        .address
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or("cannot resolve the broker address")?;
+    let stream = deadline(connect_by, "connect timed out", async {
+        Async::<TcpStream>::connect(addr)
+            .await
+            .map_err(|_| "connect failed")
+    })
+    .await?;
+    let _ = stream.get_ref().set_nodelay(true);
+    let keep_alive = config
+        .keep_alive
+        .max(Duration::from_secs(1))
+        .min(Duration::from_secs(u16::MAX.into()));
+    let mut wbuf = Vec::with_capacity(256);
+    codec::connect(
+        &mut wbuf,
+        level,
+        &inner.client_id,
+        keep_alive.as_secs() as u16,
+        cap.min(u32::MAX as usize) as u32,
+    );
+    deadline(connect_by, "CONNECT timed out", async {
+        (&stream).write_all(&wbuf).await.map_err(|_| "write failed")
+    })
+    .await?;
+    wbuf.clear();
+    let mut rbuf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 4096];
+    let code = deadline(connect_by, "no CONNACK", async {
+        loop {
+            if let Some((h, total)) = codec::frame_len(&rbuf, cap).map_err(|_| "bad CONNACK")? {
+                if rbuf.len() >= total {
+                    let packet =
+                        codec::decode(level, &rbuf[..total], h).map_err(|_| "bad CONNACK")?;
+                    let Packet::ConnAck { code } = packet else {
+                        return Err("expected CONNACK");
+                    };
+                    rbuf.drain(..total);
+                    return Ok(code);
+                }
+            }
+            let n = futures_lite::AsyncReadExt::read(&mut &stream, &mut chunk)
+                .await
+                .map_err(|_| "read failed")?;
+            if n == 0 {
+                return Err("closed before CONNACK");
+            }
+            rbuf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await?;
+    if code != 0 {
+        return Err("connection refused by the broker");
+    }
+    *backoff = min;
+    bump(&inner.counters.connects);
+    subscribe_all(inner);
+    event!(
+        info,
+        "mqtt: connected to {} as {}",
+        inner.address,
+        inner.client_id
+    );
+    inner.changed.notify(usize::MAX);
+
+    let max_in_flight = config.max_in_flight.max(1);
+    let half = keep_alive / 2;
+    let dead = keep_alive + keep_alive / 2;
+    let mut handlers: Vec<Handler> = Vec::new();
+    let mut last_in = Instant::now();
+    let mut last_out = Instant::now();
+    loop {
+        // Packets already buffered, while there is room for their handlers.
+        while handlers.len() < max_in_flight {
+            let Some((h, total)) = codec::frame_len(&rbuf, cap).map_err(|e| {
+                bump(&inner.counters.malformed);
+                match e {
+                    codec::Malformed::TooLarge => "packet over the size cap",
+                    codec::Malformed::Invalid => "malformed packet",
+                }
+            })?
+            else {
+                break;
+            };
+            if rbuf.len() < total {
+                break;
+            }
+            let packet = match codec::decode(level, &rbuf[..total], h) {
+                Ok(packet) => packet,
+                Err(_) => {
+                    bump(&inner.counters.malformed);
+                    return Err("malformed packet");
+                }
+            };
+            if let Some(handler) = handle(inner, ctx, packet, &mut wbuf)? {
+                handlers.push(handler);
+            }
+            rbuf.drain(..total);
+        }
+        {
+            let mut state = lock(&inner.state);
+            for packet in state.outbound.drain(..) {
+                wbuf.extend_from_slice(&packet);
+            }
+        }
+        let now = Instant::now();
+        if now >= last_in + dead {
+            return Err("keep-alive expired");
+        }
+        if wbuf.is_empty() && now >= last_out + half {
+            codec::pingreq(&mut wbuf);
+        }
+        if !wbuf.is_empty() {
+            deadline(now + keep_alive, "write timed out", async {
+                (&stream).write_all(&wbuf).await.map_err(|_| "write failed")
+            })
+            .await?;
+            if wbuf.capacity() > 64 * 1024 {
+                wbuf = Vec::with_capacity(256);
+            } else {
+                wbuf.clear();
+            }
+            last_out = Instant::now();
+        }
+        let mut listener = inner.wake.listen();
+        if !lock(&inner.state).outbound.is_empty() {
+            continue;
+        }
+        let mut timer = Timer::at((last_out + half).min(last_in + dead));
+        let wake = poll_fn(|cx| {
+            for i in 0..handlers.len() {
+                if let Poll::Ready(out) = handlers[i].as_mut().poll(cx) {
+                    drop(handlers.swap_remove(i));
+                    return Poll::Ready(Wake::Handler(out));
+                }
+            }
+            if handlers.len() < max_in_flight {
+                if let Poll::Ready(r) = Pin::new(&mut &stream).poll_read(cx, &mut chunk) {
+                    return Poll::Ready(Wake::Read(r));
+                }
+            }
+            if Pin::new(&mut listener).poll(cx).is_ready() {
+                return Poll::Ready(Wake::Outbound);
+            }
+            if Pin::new(&mut timer).poll(cx).is_ready() {
+                return Poll::Ready(Wake::Tick);
+            }
+            Poll::Pending
+        })
+        .await;
+        match wake {
+            Wake::Read(Ok(0)) => return Err("closed by the broker"),
+            Wake::Read(Err(_)) => return Err("read failed"),
+            Wake::Read(Ok(n)) => {
+                rbuf.extend_from_slice(&chunk[..n]);
+                last_in = Instant::now();
+            }
+            Wake::Handler(Some(packet)) => wbuf.extend_from_slice(&packet),
+            Wake::Handler(None) | Wake::Outbound | Wake::Tick => {}
+        }
+    }
+}
+
+/// Queues the subscriptions of a fresh session: served patterns, events, broadcast, push,
+/// and the reply topics of remote patterns already in use.
+fn subscribe_all(inner: &Inner) {
+    let config = &inner.config;
+    let mut filters = Vec::new();
+    if config.serve {
+        for pattern in inner.registry.message_patterns().filter(|p| publishable(p)) {
+            filters.push((
+                Filter {
+                    topic: format!("$share/{}/{pattern}", config.group),
+                    qos: 1,
+                    no_local: false,
+                },
+                None,
+            ));
+        }
+        for pattern in inner.registry.event_patterns().filter(|p| publishable(p)) {
+            filters.push((
+                Filter {
+                    topic: pattern.to_owned(),
+                    qos: u8::from(config.event_qos == Qos::AtLeastOnce),
+                    no_local: true,
+                },
+                None,
+            ));
+        }
+    }
+    for topic in [
+        inner.broadcast_topic.clone(),
+        format!("{}{}", inner.push_prefix, inner.client_id),
+    ] {
+        filters.push((
+            Filter {
+                topic,
+                qos: 0,
+                no_local: true,
+            },
+            None,
+        ));
+    }
+    let mut state = lock(&inner.state);
+    let replies: Vec<Box<str>> = state.replies.keys().cloned().collect();
+    for pattern in replies {
+        filters.push((reply_filter(&pattern), Some(pattern)));
+    }
+    state.connected = true;
+    for batch in filters.chunks(FILTERS_PER_SUBSCRIBE) {
+        let pid = state.pid();
+        let list: Vec<Filter> = batch.iter().map(|(f, _)| f.clone()).collect();
+        let patterns = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, p))| p.clone().map(|p| (i, p)))
+            .collect();
+        state.subacks.insert(pid, patterns);
+        let mut packet = Vec::new();
+        codec::subscribe(&mut packet, inner.level, pid, &list);
+        state.outbound.push_back(packet);
+    }
+}
+
+/// Handles one packet; a broker request or event gives a handler to run.
+fn handle(
+    inner: &Arc<Inner>,
+    ctx: &WebSocketContext,
+    packet: Packet<'_>,
+    wbuf: &mut Vec<u8>,
+) -> Result<Option<Handler>, &'static str> {
+    match packet {
+        Packet::Publish {
+            qos,
+            pid,
+            topic,
+            payload,
+        } => {
+            match qos {
+                0 => {}
+                1 => codec::puback(wbuf, pid),
+                _ => return Err("QoS 2 publish (never subscribed)"),
+            }
+            Ok(route(inner, ctx, topic, payload))
+        }
+        Packet::PubAck { pid } => {
+            lock(&inner.state).unacked.remove(&pid);
+            Ok(None)
+        }
+        Packet::SubAck { pid, codes } => {
+            let mut state = lock(&inner.state);
+            let patterns = state.subacks.remove(&pid).unwrap_or_default();
+            if codes.iter().any(|&c| c >= 0x80) {
+                event!(
+                    warn,
+                    "mqtt: the broker refused a subscription (SUBACK {codes:?})"
+                );
+            }
+            for (index, pattern) in patterns {
+                let granted = codes.get(index).is_some_and(|&c| c < 0x80);
+                if let Some(sub) = state.replies.get_mut(&pattern) {
+                    *sub = if granted { Sub::Active } else { Sub::Refused };
+                }
+            }
+            drop(state);
+            inner.changed.notify(usize::MAX);
+            Ok(None)
+        }
+        Packet::PingResp => Ok(None),
+        Packet::ConnAck { .. } => Err("unexpected CONNACK"),
+        Packet::Disconnect => Err("DISCONNECT from the broker"),
+        Packet::Other(_) => {
+            bump(&inner.counters.malformed);
+            Ok(None)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct BroadcastPacket<'a> {
+    #[serde(borrow)]
+    origin: std::borrow::Cow<'a, str>,
+    data: String,
+}
+
+#[derive(Deserialize)]
+struct PushPacket {
+    conn: u64,
+    data: String,
+}
+
+#[derive(Deserialize)]
+struct LocalReply<'a> {
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+/// Routes a PUBLISH by its topic.
+fn route(
+    inner: &Arc<Inner>,
+    ctx: &WebSocketContext,
+    topic: &str,
+    payload: &[u8],
+) -> Option<Handler> {
+    let malformed = || {
+        bump(&inner.counters.malformed);
+        None
+    };
+    if topic == inner.broadcast_topic {
+        let Ok(b) = serde_json::from_slice::<BroadcastPacket<'_>>(payload) else {
+            return malformed();
+        };
+        if b.origin != inner.client_id {
+            if let Some(connections) = inner.connections.get() {
+                connections.broadcast(Message::Text(b.data.into()));
+            }
+        }
+        return None;
+    }
+    if let Some(instance) = topic.strip_prefix(&*inner.push_prefix) {
+        if instance == inner.client_id {
+            let Ok(p) = serde_json::from_slice::<PushPacket>(payload) else {
+                return malformed();
+            };
+            if let Some(connections) = inner.connections.get() {
+                let _ = connections.send(p.conn, Message::Text(p.data.into()));
+            }
+        }
+        return None;
+    }
+    if let Some(pattern) = topic.strip_suffix("/reply") {
+        if lock(&inner.state).replies.contains_key(pattern) {
+            reply(inner, payload);
+            return None;
+        }
+    }
+    let whole: Option<&RawValue> = serde_json::from_slice(payload).ok();
+    let Some(whole) = whole else {
+        return malformed();
+    };
+    let packet = serde_json::from_str::<Incoming<'_>>(whole.get()).ok();
+    // Bare JSON (no `pattern`, no `data`) is the data itself, as NestJS reads it.
+    let (id, data) = match &packet {
+        Some(p) if p.pattern.is_some() || p.data.is_some() => {
+            (p.id, p.data.map_or("null", RawValue::get))
+        }
+        _ => (None, whole.get()),
+    };
+    let registry = inner.registry.clone();
+    let ctx = ctx.clone();
+    let topic_json = serde_json::Value::from(topic).to_string();
+    match id {
+        Some(id) if registry.has_message(topic) => {
+            if !matches!(id.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9')) {
+                return malformed();
+            }
+            let frame =
+                format!("{{\"kind\":\"message\",\"pattern\":{topic_json},\"payload\":{data}}}");
+            let id = id.get().to_owned();
+            let reply_topic = format!("{topic}/reply");
+            let inner = Arc::clone(inner);
+            Some(Box::pin(async move {
+                let result = registry.dispatch(&ctx, frame.as_bytes()).await;
+                bump(&inner.counters.served);
+                let body = match result {
+                    Ok(Some(reply)) => match serde_json::from_str::<LocalReply<'_>>(reply.as_str())
+                    {
+                        Ok(r) => format!(
+                            "{{\"id\":{id},\"response\":{},\"isDisposed\":true}}",
+                            r.payload.get()
+                        ),
+                        Err(_) => error_reply(&id, "Internal server error"),
+                    },
+                    Ok(None) => format!("{{\"id\":{id},\"response\":null,\"isDisposed\":true}}"),
+                    Err(err) => error_reply(&id, &err.to_string()),
+                };
+                let mut packet = Vec::with_capacity(body.len() + reply_topic.len() + 8);
+                codec::publish(
+                    &mut packet,
+                    inner.level,
+                    &reply_topic,
+                    body.as_bytes(),
+                    0,
+                    0,
+                );
+                Some(packet)
+            }))
+        }
+        None if registry.has_event(topic) => {
+            if inner.level == Level::V311 {
+                let print = fingerprint(topic, payload);
+                let mut state = lock(&inner.state);
+                if let Some(i) = state.echoes.iter().position(|&f| f == print) {
+                    state.echoes.remove(i);
+                    return None;
+                }
+            }
+            let frame =
+                format!("{{\"kind\":\"event\",\"pattern\":{topic_json},\"payload\":{data}}}");
+            let inner = Arc::clone(inner);
+            Some(Box::pin(async move {
+                bump(&inner.counters.events_in);
+                let _ = registry.dispatch(&ctx, frame.as_bytes()).await;
+                None
+            }))
+        }
+        _ => malformed(),
+    }
+}
+
+fn error_reply(id: &str, message: &str) -> String {
+    format!(
+        "{{\"id\":{id},\"err\":{{\"status\":\"error\",\"message\":{}}},\"isDisposed\":true}}",
+        serde_json::Value::from(message)
+    )
+}
+
+/// A reply on `P/reply`: completes the pending request with that id, if it is ours.
+fn reply(inner: &Inner, payload: &[u8]) {
+    let Ok(packet) = serde_json::from_slice::<Incoming<'_>>(payload) else {
+        bump(&inner.counters.malformed);
+        return;
+    };
+    let Some(id) = packet
+        .id
+        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+    else {
+        bump(&inner.counters.malformed);
+        return;
+    };
+    // Other callers' replies share the topic: not ours, not an error.
+    let Some(slot) = lock(&inner.state).pending.remove(id.as_str()) else {
+        return;
+    };
+    let failed = packet.err.is_some() || packet.status.is_some_and(|s| s.get() == "\"error\"");
+    let outcome = if failed {
+        let detail = packet.err.map(
+            |e| match serde_json::from_str::<serde_json::Value>(e.get()) {
+                Ok(serde_json::Value::String(s)) => s,
+                Ok(serde_json::Value::Object(o)) => match o.get("message") {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    _ => e.get().to_owned(),
+                },
+                _ => e.get().to_owned(),
+            },
+        );
+        Outcome::Failed(detail)
+    } else if let Some(response) = packet.response {
+        Outcome::Response(response.to_owned())
+    } else if packet.is_disposed.is_some() {
+        Outcome::Response(Box::<RawValue>::default())
+    } else {
+        match serde_json::from_slice::<Box<RawValue>>(payload) {
+            Ok(whole) => Outcome::Response(whole),
+            Err(_) => Outcome::Failed(None),
+        }
+    };
+    *lock(&slot.outcome) = Some(outcome);
+    slot.ready.notify(usize::MAX);
+}
