@@ -109,6 +109,7 @@ pub(crate) fn normalize_endpoint(endpoint: &str) -> String {
     }
 }
 
+/// By-value setters, one per field: `name: Type;` gives `pub fn name(self, name: Type)`.
 macro_rules! setters {
     ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
         $(#[$doc])*
@@ -118,6 +119,8 @@ macro_rules! setters {
         }
     )*};
 }
+#[cfg(feature = "mqtt")]
+pub(crate) use setters;
 
 impl WebSocketConfig {
     /// Defaults with `endpoint` (normalised).

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
-use event_listener::Event;
+use event_listener::{Event, EventListener};
 use futures_lite::future::or;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -168,15 +168,7 @@ impl Default for MqttConfig {
     }
 }
 
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
-        $(#[$doc])*
-        pub fn $name(mut self, $name: $ty) -> Self {
-            self.$name = $name;
-            self
-        }
-    )*};
-}
+use crate::config::setters;
 
 impl MqttConfig {
     /// Defaults with the broker `url`.
@@ -646,17 +638,7 @@ impl MqttBridge {
                     }
                 }
             }
-            let expired = or(
-                async {
-                    listener.await;
-                    false
-                },
-                async {
-                    Timer::at(deadline).await;
-                    true
-                },
-            )
-            .await;
+            let expired = !notified_before(listener, deadline).await;
             if expired {
                 return Err(timed_out());
             }
@@ -692,17 +674,7 @@ impl MqttBridge {
             if let Some(outcome) = lock(&slot.outcome).take() {
                 break outcome;
             }
-            let expired = or(
-                async {
-                    listener.await;
-                    false
-                },
-                async {
-                    Timer::at(deadline).await;
-                    true
-                },
-            )
-            .await;
+            let expired = !notified_before(listener, deadline).await;
             if expired {
                 if let Some(outcome) = lock(&slot.outcome).take() {
                     break outcome;
@@ -831,6 +803,21 @@ impl fmt::Debug for MqttBridge {
             .field("connected", &self.is_connected())
             .finish_non_exhaustive()
     }
+}
+
+/// Waits for `listener` until `deadline`; `false` when the deadline came first.
+async fn notified_before(listener: EventListener, deadline: Instant) -> bool {
+    or(
+        async {
+            listener.await;
+            true
+        },
+        async {
+            Timer::at(deadline).await;
+            false
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
