@@ -196,7 +196,7 @@ impl Server {
             Arc::clone(&shared.stats),
             Arc::clone(&shared.signal),
         )
-        .with_outbox(Arc::clone(&outbox));
+        .attach(ctx.connection_id(), Arc::clone(&outbox));
         let connections = shared.providers.get::<Connections>();
         if let Some(connections) = connections {
             connections.register(ctx.connection_id(), outbox);

@@ -24,6 +24,7 @@ use tungstenite::Message;
 
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
+use crate::log::event;
 use crate::push::{Drained, Outbox};
 use crate::shutdown::Signal;
 use crate::stats::Stats;
@@ -93,6 +94,8 @@ pub(crate) struct Conn {
     signal: Arc<Signal>,
     shutdown: Option<event_listener::EventListener>,
     outbox: Option<Arc<Outbox>>,
+    /// The connection id, for logs.
+    id: u64,
 }
 
 /// Read/Write over the async stream for one poll: `Pending` becomes `WouldBlock`.
@@ -220,13 +223,15 @@ impl Conn {
             signal,
             shutdown: None,
             outbox: None,
+            id: 0,
         };
         conn.refill();
         conn
     }
 
-    /// Attaches the queue that server pushes arrive on.
-    pub(crate) fn with_outbox(mut self, outbox: Arc<Outbox>) -> Self {
+    /// Names the connection (for logs) and attaches the queue server pushes arrive on.
+    pub(crate) fn attach(mut self, id: u64, outbox: Arc<Outbox>) -> Self {
+        self.id = id;
         self.outbox = Some(outbox);
         self
     }
@@ -240,6 +245,11 @@ impl Conn {
             match outbox.pop(cx.waker()) {
                 Drained::Empty => break,
                 Drained::Overflowed => {
+                    event!(
+                        info,
+                        "conn={} outbound queue overflow: closing with 1008",
+                        self.id
+                    );
                     self.done = true;
                     self.queue_close(CloseCode::Policy);
                     break;
@@ -310,7 +320,15 @@ impl Conn {
     fn fail(&mut self, e: WsError) -> Error {
         self.done = true;
         match close_code(&e) {
-            Some(code) => self.queue_close(code),
+            Some(code) => {
+                event!(
+                    info,
+                    "conn={} closing with {}: {e}",
+                    self.id,
+                    u16::from(code)
+                );
+                self.queue_close(code)
+            }
             None => {
                 self.abort = true;
                 self.close.get_or_insert((1006, String::new(), false));
@@ -498,6 +516,12 @@ impl Conn {
     /// The peer stopped reading: record 1008 and drop the connection without waiting.
     #[cold]
     fn slow_consumer(&mut self) -> Error {
+        event!(
+            info,
+            "conn={} not reading for {:?}: dropped (1008)",
+            self.id,
+            self.config.send_timeout
+        );
         self.done = true;
         self.abort = true;
         self.close
