@@ -80,19 +80,46 @@ impl AuthIdentity {
 }
 
 /// The upgrade request's headers: read-only, bounded by the configured head limits.
-/// Names are matched case-insensitively.
+/// Names are matched case-insensitively. Stored in one buffer (two allocations in all).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    pairs: Box<[Header]>,
+    /// Names and values, back to back.
+    data: Box<[u8]>,
+    /// Per header: where its name and its value are in `data`.
+    spans: Box<[Span]>,
 }
 
-type Header = (Box<str>, Box<[u8]>);
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
+}
 
 impl Headers {
-    pub(crate) fn from_pairs(pairs: Vec<Header>) -> Self {
-        Headers {
-            pairs: pairs.into(),
+    /// Copies `(name, value)` pairs (from a parsed head, so bounded by the head size).
+    pub(crate) fn collect<'h>(pairs: impl Iterator<Item = (&'h str, &'h [u8])> + Clone) -> Self {
+        let total = pairs.clone().map(|(n, v)| n.len() + v.len()).sum();
+        let mut data = Vec::with_capacity(total);
+        let mut spans = Vec::with_capacity(pairs.size_hint().0);
+        let mut push = |bytes: &[u8]| {
+            let start = data.len() as u32;
+            data.extend_from_slice(bytes);
+            (start, bytes.len() as u32)
+        };
+        for (name, value) in pairs {
+            spans.push(Span {
+                name: push(name.as_bytes()),
+                value: push(value),
+            });
         }
+        Headers {
+            data: data.into(),
+            spans: spans.into(),
+        }
+    }
+
+    fn slice(&self, (start, len): (u32, u32)) -> &[u8] {
+        &self.data[start as usize..(start + len) as usize]
     }
 
     /// The first value of header `name` as text, if present and valid UTF-8.
@@ -103,36 +130,35 @@ impl Headers {
 
     /// The first value of header `name`, raw.
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.pairs
-            .iter()
+        self.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| &**v)
+            .map(|(_, v)| v)
     }
 
     /// All headers in request order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.pairs.iter().map(|(n, v)| (&**n, &**v))
+        self.spans.iter().map(|span| {
+            // Names come from a parsed head: HTTP tokens, which are ASCII.
+            let name = std::str::from_utf8(self.slice(span.name)).unwrap_or("");
+            (name, self.slice(span.value))
+        })
     }
 
     /// Number of headers.
     pub fn len(&self) -> usize {
-        self.pairs.len()
+        self.spans.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.spans.is_empty()
     }
 }
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(
-                self.pairs
-                    .iter()
-                    .map(|(n, v)| (n, String::from_utf8_lossy(v))),
-            )
+            .entries(self.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))))
             .finish()
     }
 }

@@ -388,7 +388,7 @@ impl Shared {
 async fn linger_close(io: &mut Box<dyn Io>) -> std::io::Result<()> {
     io.flush().await?;
     poll_fn(|cx| Pin::new(&mut **io).poll_close(cx)).await?;
-    let mut sink = [0u8; 1024];
+    let mut sink = [0u8; 256];
     let mut budget = 64 * 1024;
     while budget > 0 {
         match io.read(&mut sink).await {

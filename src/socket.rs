@@ -557,7 +557,7 @@ impl Conn {
             }
             let _ = poll_fn(|cx| Pin::new(&mut *self.io).poll_close(cx)).await;
             // Drain until EOF so unread input does not turn our close into a reset.
-            let mut sink = [0u8; 1024];
+            let mut sink = [0u8; 256];
             while let Ok(1..) = poll_fn(|cx| Pin::new(&mut *self.io).poll_read(cx, &mut sink)).await
             {
             }

@@ -122,17 +122,13 @@ pub fn parse(buf: &[u8], max_headers: usize) -> Result<Status<UpgradeRequest>, R
         Some((p, q)) => (p, Some(q.into())),
         None => (target, None),
     };
-    let headers = req
-        .headers
-        .iter()
-        .map(|h| (Box::<str>::from(h.name), Box::<[u8]>::from(h.value)))
-        .collect();
+    let headers = Headers::collect(req.headers.iter().map(|h| (h.name, h.value)));
     Ok(Status::Complete(UpgradeRequest {
         method: req.method.unwrap_or("").into(),
         path: path.into(),
         query,
         minor_version: req.version.unwrap_or(0),
-        headers: Headers::from_pairs(headers),
+        headers,
         head_len,
     }))
 }
