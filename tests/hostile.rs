@@ -689,34 +689,12 @@ fn empty_fragment_flood_does_not_starve_other_connections() {
     let _alone = exclusive();
     let server = start();
     let flooder = upgraded(server.addr, "/echo");
-    let mut writer = flooder.try_clone().unwrap();
-    let flooding = thread::spawn(move || {
-        let mut chunk = Vec::new();
-        for _ in 0..10_000 {
-            chunk.extend(frame(false, 0x0, b""));
-        }
-        let _ = writer.write_all(&frame(false, 0x1, b""));
-        let started = Instant::now();
-        let mut sent = 0usize;
-        while started.elapsed() < Duration::from_millis(1000) {
-            match writer.write_all(&chunk) {
-                Ok(()) => sent += chunk.len(),
-                Err(_) => break,
-            }
-        }
-        sent
-    });
-    thread::sleep(Duration::from_millis(200));
-    let mut other = upgraded(server.addr, "/echo");
-    for i in 0..20 {
-        let t = Instant::now();
-        echo(&mut other, &format!("ping {i}"));
-        assert!(
-            t.elapsed() < Duration::from_millis(500),
-            "echo took {:?}",
-            t.elapsed()
-        );
-    }
+    let flooding = flood(
+        &flooder,
+        frame(false, 0x1, b""),
+        frame(false, 0x0, b"").repeat(10_000),
+    );
+    echoes_stay_prompt(server.addr);
     let sent = flooding.join().unwrap();
     eprintln!("empty-fragment flood: {sent} bytes in 1 s");
     drop(flooder);
@@ -748,12 +726,25 @@ fn ping_flood_from_a_never_reading_client_stays_bounded() {
     let server = start();
     let before = rss_kib();
     let flooder = upgraded(server.addr, "/echo");
-    let mut writer = flooder.try_clone().unwrap();
-    let flooding = thread::spawn(move || {
-        let mut chunk = Vec::new();
-        for _ in 0..1000 {
-            chunk.extend(frame(true, 0x9, &[0u8; 125]));
-        }
+    let flooding = flood(
+        &flooder,
+        Vec::new(),
+        frame(true, 0x9, &[0u8; 125]).repeat(1000),
+    );
+    echoes_stay_prompt(server.addr);
+    let sent = flooding.join().unwrap();
+    let grown = rss_kib().saturating_sub(before);
+    eprintln!("ping flood: {sent} bytes of pings in 1 s, RSS +{grown} KiB");
+    assert!(grown < 30 * 1024, "RSS grew by {grown} KiB");
+    drop(flooder);
+}
+
+/// Writes `prefix`, then `chunk` over and over for one second, on a clone of `stream`;
+/// the thread returns how many bytes went out.
+fn flood(stream: &TcpStream, prefix: Vec<u8>, chunk: Vec<u8>) -> thread::JoinHandle<usize> {
+    let mut writer = stream.try_clone().unwrap();
+    thread::spawn(move || {
+        let _ = writer.write_all(&prefix);
         let started = Instant::now();
         let mut sent = 0usize;
         while started.elapsed() < Duration::from_millis(1000) {
@@ -763,9 +754,13 @@ fn ping_flood_from_a_never_reading_client_stays_bounded() {
             }
         }
         sent
-    });
+    })
+}
+
+/// While a flood runs, another client still gets 20 echoes, each within 500 ms.
+fn echoes_stay_prompt(addr: SocketAddr) {
     thread::sleep(Duration::from_millis(200));
-    let mut other = upgraded(server.addr, "/echo");
+    let mut other = upgraded(addr, "/echo");
     for i in 0..20 {
         let t = Instant::now();
         echo(&mut other, &format!("ping {i}"));
@@ -775,9 +770,4 @@ fn ping_flood_from_a_never_reading_client_stays_bounded() {
             t.elapsed()
         );
     }
-    let sent = flooding.join().unwrap();
-    let grown = rss_kib().saturating_sub(before);
-    eprintln!("ping flood: {sent} bytes of pings in 1 s, RSS +{grown} KiB");
-    assert!(grown < 30 * 1024, "RSS grew by {grown} KiB");
-    drop(flooder);
 }
