@@ -40,6 +40,13 @@ async def main(base: str, app_name: str) -> None:
             ('{"kind":"message","pattern":"app.info","payload":{}}',
              "error:Failed to deserialize message payload"),
             ("hello", "error:expected value at line 1 column 1"),
+            ('{"kind":"message","pattern":"app.boom","payload":null}', "error:boom"),
+            ('{"kind":"message","pattern":"app.missing","payload":null}',
+             "error:Type not registered: gateway::Missing"),
+            ('{"kind":"Message","pattern":"p","payload":null}',
+             "error:unknown variant `Message`, expected `message` or `event` at line 1 column 17"),
+            ('{"kind":"message","pattern":"app.info","payload":null,"metadata":{"values":{"k":1}}}',
+             "error:invalid type: integer `1`, expected a string at line 1 column 81"),
         ]:
             await ws.send(frame)
             got = await ws.recv()
@@ -53,6 +60,8 @@ async def main(base: str, app_name: str) -> None:
         for frame, code in [
             ({"kind": "message", "pattern": "nope", "id": 7}, "unknown_pattern"),
             ({"kind": "message", "pattern": "app.info", "payload": {}, "id": 8}, "bad_payload"),
+            ({"kind": "message", "pattern": "app.boom", "id": 9}, "handler_error"),
+            ({"kind": "message", "pattern": "app.missing", "id": 10}, "provider_missing"),
         ]:
             await ws.send(json.dumps(frame))
             err = json.loads(await ws.recv())
