@@ -36,6 +36,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod config;
+mod conn;
 mod context;
 mod error;
 mod factory;

@@ -16,6 +16,7 @@ use std::pin::Pin;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::config::{ServerConfig, WebSocketConfig};
+use crate::conn::{Conn, Io};
 use crate::context::{ContextInner, RequestId, WebSocketContext};
 use crate::error::Result;
 use crate::gateway::WebSocketGateway;
@@ -23,7 +24,7 @@ use crate::log::event;
 use crate::providers::Providers;
 use crate::push::{Connections, Outbox};
 use crate::shutdown::{ShutdownHandle, Signal};
-use crate::socket::{CloseInfo, Conn, Home, Io, WebSocket};
+use crate::socket::{CloseInfo, Home, WebSocket};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tasks::Tasks;
 use crate::tcp::Tcp;

@@ -1,0 +1,568 @@
+//! The connection driver behind [`WebSocket`](crate::WebSocket).
+//!
+//! RFC 6455 framing is tungstenite's sans-I/O `WebSocketContext`; this file drives it over any
+//! `AsyncRead + AsyncWrite` stream. Writes are batched: a `send` made while more requests are
+//! already buffered is not flushed until the buffered input is consumed, so a burst of
+//! pipelined requests costs one read and one write syscall. Pings, the idle timeout, a
+//! fairness budget and the close codes of protocol errors are handled here too.
+
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_io::Timer;
+use futures_lite::future::poll_fn;
+use futures_lite::{AsyncRead, AsyncWrite};
+use tungstenite::error::{CapacityError, Error as WsError};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketContext as Protocol};
+use tungstenite::Message;
+
+use crate::config::WebSocketConfig;
+use crate::error::{Error, Result};
+use crate::log::event;
+use crate::push::{Drained, Outbox};
+use crate::shutdown::Signal;
+use crate::socket::CloseInfo;
+use crate::stats::Stats;
+
+/// Any byte stream a connection can run on.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+pub(crate) struct Conn {
+    io: Box<dyn Io>,
+    protocol: Protocol,
+    /// A message (or error) read ahead from bytes already buffered: more input is pending,
+    /// so sends are not flushed yet.
+    peeked: Option<tungstenite::Result<Message>>,
+    /// A message was returned and nothing has been parsed behind it yet: `send` parses
+    /// ahead (after the message it answers was consumed, so its bytes no longer pin the
+    /// read buffer) to decide whether to flush.
+    look_ahead_due: bool,
+    /// Reads are over (closed, failed): `recv` answers `None`.
+    done: bool,
+    /// Writing is pointless (the peer vanished or stopped reading): drop without a close.
+    abort: bool,
+    /// Close sent or received: code, reason, by peer.
+    close: Option<(u16, String, bool)>,
+    /// Messages left in this turn.
+    budget: u32,
+    /// Bytes left to read in this turn.
+    read_left: usize,
+    /// The peer sent bytes since the last check (for the idle timeout).
+    heard: bool,
+    config: Arc<WebSocketConfig>,
+    stats: Arc<Stats>,
+    opened: Instant,
+    last_seen: Instant,
+    ping_timer: Option<Timer>,
+    idle_timer: Option<Timer>,
+    signal: Arc<Signal>,
+    shutdown: Option<event_listener::EventListener>,
+    outbox: Option<Arc<Outbox>>,
+    /// The connection id, for logs.
+    id: u64,
+}
+
+/// Read/Write over the async stream for one poll: `Pending` becomes `WouldBlock`.
+/// Reads stop for this turn once `read_left` bytes were read (the task is woken to continue
+/// after the other connections had their turn); `heard` records that the peer sent something.
+struct Live<'a, 'b> {
+    io: &'a mut dyn Io,
+    cx: &'a mut Context<'b>,
+    read_left: &'a mut usize,
+    heard: &'a mut bool,
+}
+
+impl Read for Live<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if *self.read_left == 0 {
+            self.cx.waker().wake_by_ref();
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        match Pin::new(&mut *self.io).poll_read(self.cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                *self.read_left = self.read_left.saturating_sub(n);
+                *self.heard |= n > 0;
+                Ok(n)
+            }
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for Live<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write(self.cx, buf) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match Pin::new(&mut *self.io).poll_flush(self.cx) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+/// A stream with nothing to read and no room to write: lets tungstenite parse what is
+/// already buffered and queue frames without touching the socket.
+struct Offline;
+
+impl Read for Offline {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl Write for Offline {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
+fn would_block(e: &WsError) -> bool {
+    matches!(e, WsError::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// The close code for an error that fails the connection; `None` when no frame can be sent.
+fn close_code(e: &WsError) -> Option<CloseCode> {
+    match e {
+        WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)
+        | WsError::Io(_)
+        | WsError::ConnectionClosed
+        | WsError::AlreadyClosed => None,
+        WsError::Protocol(_) => Some(CloseCode::Protocol),
+        WsError::Utf8(_) => Some(CloseCode::Invalid),
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(CloseCode::Size),
+        WsError::WriteBufferFull(_) => Some(CloseCode::Policy),
+        _ => Some(CloseCode::Error),
+    }
+}
+
+fn reason_for(code: CloseCode) -> &'static str {
+    match code {
+        CloseCode::Protocol => "protocol error",
+        CloseCode::Invalid => "invalid UTF-8",
+        CloseCode::Size => "message too big",
+        CloseCode::Policy => "slow consumer",
+        CloseCode::Away => "going away",
+        CloseCode::Again => "overloaded",
+        CloseCode::Error => "internal error",
+        _ => "",
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(
+        io: Box<dyn Io>,
+        read_ahead: Vec<u8>,
+        config: Arc<WebSocketConfig>,
+        stats: Arc<Stats>,
+        signal: Arc<Signal>,
+    ) -> Self {
+        let protocol =
+            Protocol::from_partially_read(read_ahead, Role::Server, Some(config.tungstenite()));
+        let now = Instant::now();
+        let mut conn = Conn {
+            io,
+            protocol,
+            peeked: None,
+            look_ahead_due: false,
+            done: false,
+            abort: false,
+            close: None,
+            budget: 0,
+            read_left: 0,
+            heard: false,
+            ping_timer: config.ping_interval.map(Timer::interval),
+            idle_timer: config.idle_timeout.map(Timer::after),
+            config,
+            stats,
+            opened: now,
+            last_seen: now,
+            signal,
+            shutdown: None,
+            outbox: None,
+            id: 0,
+        };
+        conn.refill();
+        conn
+    }
+
+    /// Names the connection (for logs) and attaches the queue server pushes arrive on.
+    pub(crate) fn attach(mut self, id: u64, outbox: Arc<Outbox>) -> Self {
+        self.id = id;
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// Moves queued pushes into the write buffer (as far as it has room).
+    fn drain_outbox(&mut self, cx: &mut Context<'_>) {
+        let Some(outbox) = self.outbox.take() else {
+            return;
+        };
+        while self.protocol.can_write() {
+            match outbox.pop(cx.waker()) {
+                Drained::Empty => break,
+                Drained::Overflowed => {
+                    event!(
+                        info,
+                        "conn={} outbound queue overflow: closing with 1008",
+                        self.id
+                    );
+                    self.done = true;
+                    self.queue_close(CloseCode::Policy);
+                    break;
+                }
+                Drained::Message(message) => match self.write(message) {
+                    Ok(()) => {}
+                    Err(WsError::WriteBufferFull(message)) => {
+                        outbox.unpop(*message);
+                        break;
+                    }
+                    Err(e) => {
+                        self.fail(e);
+                        break;
+                    }
+                },
+            }
+        }
+        self.outbox = Some(outbox);
+    }
+
+    fn live<'a, 'b>(&'a mut self, cx: &'a mut Context<'b>) -> (&'a mut Protocol, Live<'a, 'b>) {
+        (
+            &mut self.protocol,
+            Live {
+                io: &mut *self.io,
+                cx,
+                read_left: &mut self.read_left,
+                heard: &mut self.heard,
+            },
+        )
+    }
+
+    /// Starts a new turn: full message and byte budgets.
+    fn refill(&mut self) {
+        self.budget = self.config.fairness_budget.max(1);
+        self.read_left = self.turn_bytes();
+    }
+
+    fn turn_bytes(&self) -> usize {
+        (self.config.fairness_budget.max(1) as usize)
+            .saturating_mul(self.config.read_buffer_size.max(1024))
+    }
+
+    /// Turns a read result into what `recv` returns, recording close and failure.
+    fn outcome(&mut self, result: tungstenite::Result<Message>) -> Option<Result<Message>> {
+        match result {
+            Ok(message) => {
+                Stats::add(&self.stats.frames_in, 1);
+                Stats::add(&self.stats.bytes_in, message.len() as u64);
+                if let Message::Close(frame) = &message {
+                    self.close.get_or_insert_with(|| match frame {
+                        Some(f) => (u16::from(f.code), f.reason.to_string(), true),
+                        None => (1005, String::new(), true),
+                    });
+                }
+                Some(Ok(message))
+            }
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                self.done = true;
+                None
+            }
+            Err(e) => Some(Err(self.fail(e))),
+        }
+    }
+
+    /// Fails the connection: queues the close frame for `e`'s code, stops reading.
+    #[cold]
+    fn fail(&mut self, e: WsError) -> Error {
+        self.done = true;
+        match close_code(&e) {
+            Some(code) => {
+                event!(
+                    info,
+                    "conn={} closing with {}: {e}",
+                    self.id,
+                    u16::from(code)
+                );
+                self.queue_close(code)
+            }
+            None => {
+                self.abort = true;
+                self.close.get_or_insert((1006, String::new(), false));
+            }
+        }
+        Error::WebSocket(e)
+    }
+
+    /// Queues a close frame with `code` (once); the server flushes it.
+    fn queue_close(&mut self, code: CloseCode) {
+        if self.close.is_none() {
+            self.close = Some((code.into(), reason_for(code).into(), false));
+        }
+        let frame = CloseFrame {
+            code,
+            reason: reason_for(code).into(),
+        };
+        let _ = self.protocol.close(&mut Offline, Some(frame));
+    }
+
+    /// Reads ahead from already-buffered bytes only.
+    fn look_ahead(&mut self) {
+        match self.protocol.read(&mut Offline) {
+            Err(e) if would_block(&e) => {}
+            other => self.peeked = Some(other),
+        }
+    }
+
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        if let Some(result) = self.peeked.take() {
+            // Nothing behind an error is read: a frame after a protocol violation must not
+            // be answered (a ping would get its pong after our close).
+            self.look_ahead_due = result.is_ok();
+            return Poll::Ready(self.outcome(result));
+        }
+        if self.done {
+            let _ = self.poll_flush(cx);
+            return Poll::Ready(None);
+        }
+        if self.budget == 0 {
+            // Let the other connections on this thread run.
+            self.refill();
+            let _ = self.poll_flush(cx);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        loop {
+            let (protocol, mut live) = self.live(cx);
+            let read = protocol.read(&mut live);
+            if std::mem::take(&mut self.heard) {
+                self.last_seen = Instant::now();
+            }
+            match read {
+                Ok(message) => {
+                    self.budget -= 1;
+                    self.look_ahead_due = true;
+                    return Poll::Ready(self.outcome(Ok(message)));
+                }
+                Err(e) if would_block(&e) => {
+                    self.refill();
+                    self.drain_outbox(cx);
+                    if let Poll::Ready(Err(e)) = self.poll_flush(cx) {
+                        return Poll::Ready(self.outcome(Err(e)));
+                    }
+                    if self.poll_timers(cx) {
+                        continue;
+                    }
+                    if self.done {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Pending;
+                }
+                Err(e) => return Poll::Ready(self.outcome(Err(e))),
+            }
+        }
+    }
+
+    /// Sends due pings, closes an idle peer, starts the close on shutdown; `true` when
+    /// something was queued.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut queued = false;
+        if self.protocol.can_write() {
+            let listener = self.shutdown.get_or_insert_with(|| self.signal.listen());
+            if self.signal.is_set() || Pin::new(listener).poll(cx).is_ready() {
+                self.shutdown = None;
+                self.start_close(CloseCode::Away);
+                return true;
+            }
+        }
+        if let Some(timer) = &mut self.ping_timer {
+            if Pin::new(timer).poll(cx).is_ready() && self.protocol.can_write() {
+                let _ = self
+                    .protocol
+                    .write(&mut Offline, Message::Ping(Default::default()));
+                Stats::add(&self.stats.frames_out, 1);
+                queued = true;
+            }
+        }
+        if let (Some(timer), Some(idle)) = (&mut self.idle_timer, self.config.idle_timeout) {
+            if Pin::new(&mut *timer).poll(cx).is_ready() {
+                let deadline = self.last_seen + idle;
+                if Instant::now() >= deadline {
+                    self.idle_timer = None;
+                    self.done = true;
+                    self.queue_close(CloseCode::Away);
+                    queued = true;
+                } else {
+                    timer.set_at(deadline);
+                    // Register the new deadline.
+                    let _ = Pin::new(timer).poll(cx);
+                }
+            }
+        }
+        queued
+    }
+
+    /// Writes everything buffered. `Ready(Ok)` once the socket took it all.
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<tungstenite::Result<()>> {
+        if self.abort {
+            return Poll::Ready(Ok(()));
+        }
+        let (protocol, mut live) = self.live(cx);
+        match protocol.flush(&mut live) {
+            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Poll::Ready(Ok(())),
+            Err(e) if would_block(&e) => Poll::Pending,
+            Err(e) => {
+                self.abort = true;
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+
+    /// Queues `message`; gives it back when the write buffer is full.
+    fn write(&mut self, message: Message) -> std::result::Result<(), WsError> {
+        let len = message.len() as u64;
+        match self.protocol.write(&mut Offline, message) {
+            Err(e) if !would_block(&e) => Err(e),
+            _ => {
+                Stats::add(&self.stats.frames_out, 1);
+                Stats::add(&self.stats.bytes_out, len);
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues `message` and flushes it unless more input is already buffered; waits at most
+    /// `send_timeout` for a peer that does not read, then fails the connection with 1008.
+    pub(crate) async fn send(&mut self, message: Message) -> Result<()> {
+        if self.done && self.close.is_some() {
+            return Err(Error::WebSocket(WsError::AlreadyClosed));
+        }
+        let mut pending = Some(message);
+        let mut deadline: Option<Timer> = None;
+        poll_fn(|cx| loop {
+            if let Some(message) = pending.take() {
+                match self.write(message) {
+                    Ok(()) => {}
+                    Err(WsError::WriteBufferFull(message)) => pending = Some(*message),
+                    Err(e) => return Poll::Ready(Err(self.fail(e))),
+                }
+            }
+            if pending.is_none() && std::mem::take(&mut self.look_ahead_due) {
+                self.look_ahead();
+            }
+            if pending.is_none() && self.peeked.is_some() {
+                return Poll::Ready(Ok(()));
+            }
+            match self.poll_flush(cx) {
+                Poll::Ready(Ok(())) if pending.is_none() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.fail(e))),
+                Poll::Pending => {
+                    let timer =
+                        deadline.get_or_insert_with(|| Timer::after(self.config.send_timeout));
+                    if Pin::new(timer).poll(cx).is_ready() {
+                        return Poll::Ready(Err(self.slow_consumer()));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        })
+        .await
+    }
+
+    /// The peer stopped reading: record 1008 and drop the connection without waiting.
+    #[cold]
+    fn slow_consumer(&mut self) -> Error {
+        event!(
+            info,
+            "conn={} not reading for {:?}: dropped (1008)",
+            self.id,
+            self.config.send_timeout
+        );
+        self.done = true;
+        self.abort = true;
+        self.close
+            .get_or_insert((1008, reason_for(CloseCode::Policy).into(), false));
+        Error::WebSocket(WsError::Io(io::ErrorKind::TimedOut.into()))
+    }
+
+    /// Closes the connection: sends Close `code` unless a close is already under way,
+    /// flushes, waits for the peer's Close (unless the connection failed), half-closes
+    /// and drains, all within `close_timeout`. Returns how the connection ended.
+    pub(crate) async fn finish(&mut self, code: CloseCode) -> CloseInfo {
+        // An error read ahead but never returned (the gateway stopped reading) still
+        // decides the close code.
+        if let Some(Err(e)) = self.peeked.take() {
+            let _ = self.outcome(Err(e));
+        }
+        if self.protocol.can_write() && !self.abort {
+            self.queue_close(code);
+        }
+        let timeout = self.config.close_timeout;
+        let closing = async {
+            if poll_fn(|cx| self.poll_flush(cx)).await.is_err() || self.abort {
+                return;
+            }
+            // Wait for the peer's Close (ours initiated) or for the end of the stream.
+            let failed = self
+                .close
+                .as_ref()
+                .is_some_and(|c| !c.2 && c.0 != 1000 && c.0 != 1001);
+            if !failed {
+                self.done = false;
+                while let Some(Ok(_)) = poll_fn(|cx| self.poll_recv(cx)).await {}
+            }
+            let _ = poll_fn(|cx| Pin::new(&mut *self.io).poll_close(cx)).await;
+            // Drain until EOF so unread input does not turn our close into a reset.
+            let mut sink = [0u8; 256];
+            while let Ok(1..) = poll_fn(|cx| Pin::new(&mut *self.io).poll_read(cx, &mut sink)).await
+            {
+            }
+        };
+        futures_lite::future::or(closing, async {
+            Timer::after(timeout).await;
+        })
+        .await;
+        self.ended()
+    }
+
+    /// How the connection ended (1006 when no close frame went either way), counted once:
+    /// after [`finish`](Self::finish), or when the connection is dropped without finishing
+    /// (shutdown deadline).
+    pub(crate) fn ended(&mut self) -> CloseInfo {
+        let (code, reason, by_peer) = self.close.take().unwrap_or((1006, String::new(), false));
+        self.stats.closed(code);
+        CloseInfo {
+            code,
+            reason,
+            by_peer,
+            duration: self.opened.elapsed(),
+        }
+    }
+
+    /// Counts a failed dispatch in the server's counters.
+    pub(crate) fn count_dispatch_error(&self) {
+        Stats::add(&self.stats.dispatch_errors, 1);
+    }
+
+    /// Starts a server-initiated close with `code` (shutdown: 1001).
+    pub(crate) fn start_close(&mut self, code: CloseCode) {
+        if self.protocol.can_write() {
+            self.queue_close(code);
+        }
+        self.done = true;
+    }
+}
