@@ -5,7 +5,8 @@
 //! cargo run --release --example echo
 //! ../shared/autobahn/run ws://127.0.0.1:9001/ws target/autobahn
 //! ```
-//! `HOST` and `PORT` override the defaults; SIGINT or SIGTERM shuts it down gracefully.
+//! `HOST` and `PORT` override the defaults, `READ_BUFFER` the 4 KiB read buffer; SIGINT or
+//! SIGTERM shuts it down gracefully.
 
 use nestforge_edge::prelude::*;
 
@@ -36,7 +37,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = WebSocketConfig::default()
         .max_frame_size(16 << 20)
         .max_message_size(16 << 20)
-        .max_write_buffer_size(256 * 1024);
+        .max_write_buffer_size(256 * 1024)
+        // READ_BUFFER trades RAM per connection for fewer reads per large frame.
+        .read_buffer_size(
+            std::env::var("READ_BUFFER")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(4096),
+        );
     let server_config = ServerConfig::default().host(&host).max_connections(1024);
     smol::block_on(async {
         let server = NestForgeFactory::<AppModule>::create()?
