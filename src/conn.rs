@@ -66,6 +66,16 @@ pub(crate) struct Conn {
     outbox: Option<Arc<Outbox>>,
     /// The connection id, for logs.
     id: u64,
+    /// Counts not yet added to the server's counters.
+    tally: Tally,
+}
+
+#[derive(Default)]
+struct Tally {
+    frames_in: u64,
+    bytes_in: u64,
+    frames_out: u64,
+    bytes_out: u64,
 }
 
 /// Read/Write over the async stream for one poll: `Pending` becomes `WouldBlock`.
@@ -194,6 +204,7 @@ impl Conn {
             shutdown: None,
             outbox: None,
             id: 0,
+            tally: Tally::default(),
         };
         conn.refill();
         conn
@@ -267,8 +278,8 @@ impl Conn {
     fn outcome(&mut self, result: tungstenite::Result<Message>) -> Option<Result<Message>> {
         match result {
             Ok(message) => {
-                Stats::add(&self.stats.frames_in, 1);
-                Stats::add(&self.stats.bytes_in, message.len() as u64);
+                self.tally.frames_in += 1;
+                self.tally.bytes_in += message.len() as u64;
                 if let Message::Close(frame) = &message {
                     self.close.get_or_insert_with(|| match frame {
                         Some(f) => (u16::from(f.code), f.reason.to_string(), true),
@@ -343,6 +354,7 @@ impl Conn {
             self.refill();
             let _ = self.poll_flush(cx);
             cx.waker().wake_by_ref();
+            self.publish_tally();
             return Poll::Pending;
         }
         loop {
@@ -369,6 +381,7 @@ impl Conn {
                     if self.done {
                         return Poll::Ready(None);
                     }
+                    self.publish_tally();
                     return Poll::Pending;
                 }
                 Err(e) => return Poll::Ready(self.outcome(Err(e))),
@@ -393,7 +406,7 @@ impl Conn {
                 let _ = self
                     .protocol
                     .write(&mut Offline, Message::Ping(Default::default()));
-                Stats::add(&self.stats.frames_out, 1);
+                self.tally.frames_out += 1;
                 queued = true;
             }
         }
@@ -437,8 +450,8 @@ impl Conn {
         match self.protocol.write(&mut Offline, message) {
             Err(e) if !would_block(&e) => Err(e),
             _ => {
-                Stats::add(&self.stats.frames_out, 1);
-                Stats::add(&self.stats.bytes_out, len);
+                self.tally.frames_out += 1;
+                self.tally.bytes_out += len;
                 Ok(())
             }
         }
@@ -476,6 +489,7 @@ impl Conn {
                     if Pin::new(timer).poll(cx).is_ready() {
                         return Poll::Ready(Err(self.slow_consumer()));
                     }
+                    self.publish_tally();
                     return Poll::Pending;
                 }
             }
@@ -543,6 +557,7 @@ impl Conn {
     /// after [`finish`](Self::finish), or when the connection is dropped without finishing
     /// (shutdown deadline).
     pub(crate) fn ended(&mut self) -> CloseInfo {
+        self.publish_tally();
         let (code, reason, by_peer) = self.close.take().unwrap_or((1006, String::new(), false));
         self.stats.closed(code);
         CloseInfo {
@@ -550,6 +565,18 @@ impl Conn {
             reason,
             by_peer,
             duration: self.opened.elapsed(),
+        }
+    }
+
+    /// Adds this connection's counts since the last call to the server's counters: once per
+    /// batch rather than four atomic operations per message.
+    fn publish_tally(&mut self) {
+        let t = std::mem::take(&mut self.tally);
+        if t.frames_in | t.frames_out != 0 {
+            Stats::add(&self.stats.frames_in, t.frames_in);
+            Stats::add(&self.stats.bytes_in, t.bytes_in);
+            Stats::add(&self.stats.frames_out, t.frames_out);
+            Stats::add(&self.stats.bytes_out, t.bytes_out);
         }
     }
 
