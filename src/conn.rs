@@ -62,7 +62,6 @@ pub(crate) struct Conn {
     ping_timer: Option<Timer>,
     idle_timer: Option<Timer>,
     signal: Arc<Signal>,
-    shutdown: Option<event_listener::EventListener>,
     outbox: Option<Arc<Outbox>>,
     /// The connection id, for logs.
     id: u64,
@@ -201,7 +200,6 @@ impl Conn {
             opened: now,
             last_seen: now,
             signal,
-            shutdown: None,
             outbox: None,
             id: 0,
             tally: Tally::default(),
@@ -393,13 +391,10 @@ impl Conn {
     /// something was queued.
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
         let mut queued = false;
-        if self.protocol.can_write() {
-            let listener = self.shutdown.get_or_insert_with(|| self.signal.listen());
-            if self.signal.is_set() || Pin::new(listener).poll(cx).is_ready() {
-                self.shutdown = None;
-                self.start_close(CloseCode::Away);
-                return true;
-            }
+        // A shutdown wakes every connection through its outbox.
+        if self.protocol.can_write() && self.signal.is_set() {
+            self.start_close(CloseCode::Away);
+            return true;
         }
         if let Some(timer) = &mut self.ping_timer {
             if Pin::new(timer).poll(cx).is_ready() && self.protocol.can_write() {

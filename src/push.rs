@@ -155,6 +155,15 @@ impl Connections {
         self.len() == 0
     }
 
+    /// Wakes every connection's task (shutdown: they then see the signal and close).
+    pub(crate) fn wake_all(&self) {
+        for outbox in lock(&self.table).outboxes.values() {
+            if let Some(waker) = &lock(&outbox.state).waker {
+                waker.wake_by_ref();
+            }
+        }
+    }
+
     pub(crate) fn register(&self, id: u64, outbox: Arc<Outbox>) {
         lock(&self.table).outboxes.insert(id, outbox);
     }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use event_listener::{Event, EventListener};
 
+use crate::push::Connections;
+
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
     flag: AtomicBool,
@@ -43,16 +45,22 @@ impl Signal {
 ///
 /// Cheap to clone; may be triggered from any thread (a signal handler thread, for example).
 #[derive(Debug, Clone)]
-pub struct ShutdownHandle(pub(crate) Arc<Signal>);
+pub struct ShutdownHandle {
+    pub(crate) signal: Arc<Signal>,
+    pub(crate) connections: Option<Arc<Connections>>,
+}
 
 impl ShutdownHandle {
     /// Starts the graceful shutdown. Idempotent.
     pub fn shutdown(&self) {
-        self.0.trigger();
+        self.signal.trigger();
+        if let Some(connections) = &self.connections {
+            connections.wake_all();
+        }
     }
 
     /// Whether shutdown has started.
     pub fn is_shutdown(&self) -> bool {
-        self.0.is_set()
+        self.signal.is_set()
     }
 }
