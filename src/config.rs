@@ -185,7 +185,9 @@ impl WebSocketConfig {
         self
     }
 
-    pub(crate) fn tungstenite(&self) -> tungstenite::protocol::WebSocketConfig {
+    /// These limits as tungstenite's configuration (what each connection's framing runs
+    /// with), for code that drives `tungstenite` directly, e.g. the fuzz targets.
+    pub fn tungstenite_config(&self) -> tungstenite::protocol::WebSocketConfig {
         tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(self.read_buffer_size)
             // Frames are written by explicit flushes, batched by the connection loop; the

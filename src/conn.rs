@@ -143,8 +143,23 @@ fn would_block(e: &WsError) -> bool {
     matches!(e, WsError::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// The close code for an error that fails the connection; `None` when no frame can be sent.
-fn close_code(e: &WsError) -> Option<CloseCode> {
+/// The close code a connection sends when reading fails with `error`: 1002 for protocol
+/// violations, 1007 for invalid UTF-8, 1009 for a frame or message over the limits, 1008 for
+/// a full write buffer, 1011 otherwise; `None` when the connection is gone and no close
+/// frame can be sent.
+///
+/// # Examples
+/// ```
+/// use tungstenite::error::{Error, ProtocolError};
+/// let unmasked = Error::Protocol(ProtocolError::UnmaskedFrameFromClient);
+/// assert_eq!(nestforge_edge::close_code(&unmasked), Some(1002));
+/// assert_eq!(nestforge_edge::close_code(&Error::ConnectionClosed), None);
+/// ```
+pub fn close_code(error: &WsError) -> Option<u16> {
+    close_code_of(error).map(u16::from)
+}
+
+fn close_code_of(e: &WsError) -> Option<CloseCode> {
     match e {
         WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)
         | WsError::Io(_)
@@ -179,8 +194,11 @@ impl Conn {
         stats: Arc<Stats>,
         signal: Arc<Signal>,
     ) -> Self {
-        let protocol =
-            Protocol::from_partially_read(read_ahead, Role::Server, Some(config.tungstenite()));
+        let protocol = Protocol::from_partially_read(
+            read_ahead,
+            Role::Server,
+            Some(config.tungstenite_config()),
+        );
         let now = Instant::now();
         let mut conn = Conn {
             io,
@@ -298,7 +316,7 @@ impl Conn {
     #[cold]
     fn fail(&mut self, e: WsError) -> Error {
         self.done = true;
-        match close_code(&e) {
+        match close_code_of(&e) {
             Some(code) => {
                 event!(
                     info,

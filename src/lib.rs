@@ -59,6 +59,7 @@ pub mod upgrade;
 mod wire;
 
 pub use config::{Overflow, ServerConfig, WebSocketConfig};
+pub use conn::close_code;
 pub use context::{AuthIdentity, Headers, MicroserviceContext, RequestId, WebSocketContext};
 pub use error::{Error, ErrorCode, HandlerError, Request, Result};
 pub use factory::NestForgeFactory;

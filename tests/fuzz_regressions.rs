@@ -455,15 +455,7 @@ impl Write for Stream {
 
 /// The tungstenite configuration the connection uses for `WebSocketConfig::default()`.
 fn edge_config() -> tungstenite::protocol::WebSocketConfig {
-    let edge = WebSocketConfig::default();
-    tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(edge.read_buffer_size)
-        .write_buffer_size(edge.max_write_buffer_size)
-        .max_write_buffer_size(
-            edge.max_write_buffer_size + edge.max_write_buffer_size.max(edge.max_message_size) + 16,
-        )
-        .max_frame_size(Some(edge.max_frame_size))
-        .max_message_size(Some(edge.max_message_size))
+    WebSocketConfig::default().tungstenite_config()
 }
 
 /// Reads messages until an error or `WouldBlock`: the messages and the final error.

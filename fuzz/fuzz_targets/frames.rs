@@ -1,4 +1,4 @@
-//! Fuzzes the WebSocket frame decoder path the server drives (src/socket.rs): a server-role
+//! Fuzzes the WebSocket frame decoder path the server drives (src/conn.rs): a server-role
 //! `tungstenite` context with the crate's edge limits (16 KiB frames, 64 KiB messages,
 //! 4 KiB read buffer), reading client bytes from an in-memory stream until an error or
 //! `WouldBlock`, echoing data messages and closing on errors as the connection does.
@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 
 use libfuzzer_sys::fuzz_target;
 use nestforge_edge::WebSocketConfig;
-use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::{Role, WebSocketContext};
@@ -44,33 +44,6 @@ impl Write for Stream<'_> {
     }
 }
 
-/// The tungstenite configuration `WebSocketConfig::tungstenite` builds for the defaults.
-fn config(edge: &WebSocketConfig) -> tungstenite::protocol::WebSocketConfig {
-    tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(edge.read_buffer_size)
-        .write_buffer_size(edge.max_write_buffer_size)
-        .max_write_buffer_size(
-            edge.max_write_buffer_size + edge.max_write_buffer_size.max(edge.max_message_size) + 16,
-        )
-        .max_frame_size(Some(edge.max_frame_size))
-        .max_message_size(Some(edge.max_message_size))
-}
-
-/// The close code the connection sends for a read error (mirrors src/socket.rs).
-fn close_code(e: &WsError) -> Option<CloseCode> {
-    match e {
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
-        | WsError::Io(_)
-        | WsError::ConnectionClosed
-        | WsError::AlreadyClosed => None,
-        WsError::Protocol(_) => Some(CloseCode::Protocol),
-        WsError::Utf8(_) => Some(CloseCode::Invalid),
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(CloseCode::Size),
-        WsError::WriteBufferFull(_) => Some(CloseCode::Policy),
-        _ => Some(CloseCode::Error),
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     // Byte 0: how much the upgrade read ahead (bytes after the head); byte 1: read size.
     let [split, chunk, data @ ..] = data else {
@@ -86,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
     let mut ws = WebSocketContext::from_partially_read(
         data[..split].to_vec(),
         Role::Server,
-        Some(config(&edge)),
+        Some(edge.tungstenite_config()),
     );
     let mut stream = Stream {
         input: &data[split..],
@@ -121,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) => {
-                if let Some(code) = close_code(&e) {
+                if let Some(code) = nestforge_edge::close_code(&e).map(CloseCode::from) {
                     let frame = CloseFrame {
                         code,
                         reason: "protocol error".into(),
