@@ -167,7 +167,7 @@ impl MicroserviceRegistry {
         ctx: &WebSocketContext,
         bytes: &[u8],
     ) -> Result<Option<Utf8Bytes>> {
-        let frame = RequestFrame::decode(bytes)?;
+        let mut frame = RequestFrame::decode(bytes)?;
         let request = || Request::new(frame.id, &frame.pattern);
         match frame.kind {
             Kind::Message => {
@@ -184,16 +184,15 @@ impl MicroserviceRegistry {
                         request: request(),
                     });
                 };
+                // The handler owns its context and the reply needs the metadata afterwards:
+                // one copy (none when it is empty, as it usually is).
+                let metadata = std::mem::take(&mut frame.metadata);
                 let head = ReplyHead {
                     id: frame.id.map(|id| EchoId::new(id.get())),
                     pattern: Arc::clone(pattern),
-                    metadata: frame.metadata.clone(),
+                    metadata: metadata.clone(),
                 };
-                let mctx = MicroserviceContext::new(
-                    ctx.clone(),
-                    Arc::clone(pattern),
-                    frame.metadata.clone(),
-                );
+                let mctx = MicroserviceContext::new(ctx.clone(), Arc::clone(pattern), metadata);
                 let future = route(frame.payload_json(), mctx, head).map_err(|source| {
                     Error::BadPayload {
                         kind: Kind::Message,
