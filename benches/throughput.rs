@@ -47,7 +47,7 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -67,7 +67,7 @@ struct CountingAlloc;
 /// Set by the client around the measured window.
 static WINDOW_OPEN: AtomicBool = AtomicBool::new(false);
 /// Allocations (`alloc`, `alloc_zeroed`, `realloc`) on server threads inside the window.
-static SERVER_ALLOCS: AtomicU64 = AtomicU64::new(0);
+static SERVER_ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     /// Set once by each server thread. Const-initialised and without a destructor, so
@@ -786,7 +786,7 @@ fn run_case(addr: SocketAddr, case: Case, target: Target, timing: Timing) -> io:
         bytes,
         window,
         latencies,
-        allocs,
+        allocs: allocs as u64,
         errors,
     })
 }

@@ -20,7 +20,7 @@
 //! (`{"text"}`: to every client of every instance), `local.echo`, `audit.count` (how many
 //! `audit.log` events this instance handled), `mqtt.stats`, and the event `audit.log`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ use serde::Deserialize;
 struct Patterns(MicroserviceRegistry);
 
 #[derive(Default)]
-struct Audit(AtomicU64);
+struct Audit(AtomicUsize);
 
 struct Instance(String);
 

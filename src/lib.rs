@@ -38,6 +38,7 @@
 mod config;
 mod conn;
 mod context;
+mod counter;
 mod error;
 mod factory;
 mod gateway;

@@ -206,7 +206,7 @@ pub trait Module {
 /// use nestforge_edge::{module, Module};
 ///
 /// struct AppConfig { app_name: String }
-/// struct Counter(std::sync::atomic::AtomicU64);
+/// struct Counter(std::sync::atomic::AtomicUsize);
 ///
 /// module! {
 ///     /// The shared core.

@@ -4,7 +4,6 @@
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,7 +49,7 @@ struct Shared {
     mounts: Vec<Mount>,
     config: ServerConfig,
     stats: Arc<Stats>,
-    next_id: AtomicU64,
+    next_id: crate::counter::Counter,
     signal: Arc<Signal>,
     drained: Event,
 }
@@ -63,7 +62,7 @@ impl Server {
                 mounts,
                 config,
                 stats: Arc::default(),
-                next_id: AtomicU64::new(1),
+                next_id: crate::counter::Counter::new(1),
                 signal: Arc::default(),
                 drained: Event::new(),
             }),
@@ -127,7 +126,7 @@ impl Server {
             let drained = async {
                 loop {
                     let listener = self.shared.drained.listen();
-                    if self.shared.stats.open.load(Relaxed) == 0 {
+                    if self.shared.stats.open.get() == 0 {
                         break;
                     }
                     listener.await;
@@ -156,7 +155,7 @@ impl Server {
     {
         let shared = &*self.shared;
         let mut io: Box<dyn Io> = Box::new(stream);
-        let open = shared.stats.open.fetch_add(1, Relaxed) + 1;
+        let open = shared.stats.open.add(1) + 1;
         Stats::add(&shared.stats.total, 1);
         let _open = OpenGuard(shared);
         if open > shared.config.max_connections as u64 || shared.signal.is_set() {
@@ -255,7 +254,7 @@ struct OpenGuard<'a>(&'a Shared);
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
-        if self.0.stats.open.fetch_sub(1, Relaxed) == 1 {
+        if self.0.stats.open.sub(1) == 1 {
             self.0.drained.notify(usize::MAX);
         }
     }
@@ -346,7 +345,7 @@ impl Shared {
             None => None,
         };
         let protocol = select_protocol(&mount.config, &request);
-        let id = self.next_id.fetch_add(1, Relaxed);
+        let id = self.next_id.add(1);
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());

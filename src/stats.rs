@@ -1,26 +1,26 @@
 //! Server counters: cheap relaxed atomics, readable from the app and served on `/healthz`.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::counter::Counter;
 
 /// Close codes counted separately; anything else is counted as "other".
 const CODES: [u16; 10] = [1000, 1001, 1002, 1006, 1007, 1008, 1009, 1011, 1013, 0];
 
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
-    pub(crate) open: AtomicU64,
-    pub(crate) total: AtomicU64,
-    pub(crate) frames_in: AtomicU64,
-    pub(crate) frames_out: AtomicU64,
-    pub(crate) bytes_in: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
-    pub(crate) rejected: AtomicU64,
-    pub(crate) dispatch_errors: AtomicU64,
-    closes: [AtomicU64; CODES.len()],
+    pub(crate) open: Counter,
+    pub(crate) total: Counter,
+    pub(crate) frames_in: Counter,
+    pub(crate) frames_out: Counter,
+    pub(crate) bytes_in: Counter,
+    pub(crate) bytes_out: Counter,
+    pub(crate) rejected: Counter,
+    pub(crate) dispatch_errors: Counter,
+    closes: [Counter; CODES.len()],
 }
 
 impl Stats {
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Relaxed);
+    pub(crate) fn add(counter: &Counter, n: u64) {
+        counter.add(n);
     }
 
     pub(crate) fn closed(&self, code: u16) {
@@ -28,20 +28,20 @@ impl Stats {
             .iter()
             .position(|&c| c == code)
             .unwrap_or(CODES.len() - 1);
-        self.closes[i].fetch_add(1, Relaxed);
+        self.closes[i].add(1);
     }
 
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
-            open_connections: self.open.load(Relaxed),
-            total_connections: self.total.load(Relaxed),
-            frames_in: self.frames_in.load(Relaxed),
-            frames_out: self.frames_out.load(Relaxed),
-            bytes_in: self.bytes_in.load(Relaxed),
-            bytes_out: self.bytes_out.load(Relaxed),
-            rejected_upgrades: self.rejected.load(Relaxed),
-            dispatch_errors: self.dispatch_errors.load(Relaxed),
-            closes: std::array::from_fn(|i| (CODES[i], self.closes[i].load(Relaxed))),
+            open_connections: self.open.get(),
+            total_connections: self.total.get(),
+            frames_in: self.frames_in.get(),
+            frames_out: self.frames_out.get(),
+            bytes_in: self.bytes_in.get(),
+            bytes_out: self.bytes_out.get(),
+            rejected_upgrades: self.rejected.get(),
+            dispatch_errors: self.dispatch_errors.get(),
+            closes: std::array::from_fn(|i| (CODES[i], self.closes[i].get())),
         }
     }
 }

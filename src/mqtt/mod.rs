@@ -18,10 +18,10 @@ mod session;
 use config::config_error;
 pub use config::{Forward, MqttConfig, Protocol, Qos};
 
+use crate::counter::Counter;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -81,20 +81,20 @@ pub struct MqttStats {
 
 #[derive(Default)]
 struct Counters {
-    connects: AtomicU64,
-    forwarded: AtomicU64,
-    replied: AtomicU64,
-    timeouts: AtomicU64,
-    unavailable: AtomicU64,
-    served: AtomicU64,
-    events_in: AtomicU64,
-    events_out: AtomicU64,
-    malformed: AtomicU64,
-    dropped: AtomicU64,
+    connects: Counter,
+    forwarded: Counter,
+    replied: Counter,
+    timeouts: Counter,
+    unavailable: Counter,
+    served: Counter,
+    events_in: Counter,
+    events_out: Counter,
+    malformed: Counter,
+    dropped: Counter,
 }
 
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Relaxed);
+fn bump(counter: &Counter) {
+    counter.add(1);
 }
 
 /// The bridge between this gateway and an MQTT broker. Cheap to clone.
@@ -243,16 +243,16 @@ impl MqttBridge {
         let c = &self.inner.counters;
         MqttStats {
             connected: self.is_connected(),
-            connects: c.connects.load(Relaxed),
-            forwarded: c.forwarded.load(Relaxed),
-            replied: c.replied.load(Relaxed),
-            timeouts: c.timeouts.load(Relaxed),
-            unavailable: c.unavailable.load(Relaxed),
-            served: c.served.load(Relaxed),
-            events_in: c.events_in.load(Relaxed),
-            events_out: c.events_out.load(Relaxed),
-            malformed: c.malformed.load(Relaxed),
-            dropped: c.dropped.load(Relaxed),
+            connects: c.connects.get(),
+            forwarded: c.forwarded.get(),
+            replied: c.replied.get(),
+            timeouts: c.timeouts.get(),
+            unavailable: c.unavailable.get(),
+            served: c.served.get(),
+            events_in: c.events_in.get(),
+            events_out: c.events_out.get(),
+            malformed: c.malformed.get(),
+            dropped: c.dropped.get(),
         }
     }
 
