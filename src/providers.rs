@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, HandlerError, Result};
 
-type Slot = (TypeId, &'static str, Arc<dyn Any + Send + Sync>);
+type Entry = (TypeId, &'static str, Arc<dyn Any + Send + Sync>);
 
 /// Providers keyed by type, built once at start-up and frozen.
 ///
@@ -30,7 +30,7 @@ type Slot = (TypeId, &'static str, Arc<dyn Any + Send + Sync>);
 /// ```
 #[derive(Clone, Default)]
 pub struct Providers {
-    slots: Arc<[Slot]>,
+    entries: Arc<[Entry]>,
 }
 
 impl Providers {
@@ -57,12 +57,12 @@ impl Providers {
 
     /// How many providers are registered.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.entries.len()
     }
 
     /// Whether no provider is registered.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.entries.is_empty()
     }
 
     /// A copy with `value` added as the provider of `T` (which must not be registered).
@@ -70,24 +70,24 @@ impl Providers {
     #[allow(dead_code)]
     pub(crate) fn with<T: Send + Sync + 'static>(&self, value: T) -> Result<Providers> {
         let mut builder = ProvidersBuilder {
-            slots: self.slots.to_vec(),
+            entries: self.entries.to_vec(),
         };
         builder.provide(value)?;
         Ok(builder.build())
     }
 
     fn find(&self, id: TypeId) -> Option<&Arc<dyn Any + Send + Sync>> {
-        self.slots
-            .binary_search_by(|slot| slot.0.cmp(&id))
+        self.entries
+            .binary_search_by(|entry| entry.0.cmp(&id))
             .ok()
-            .map(|i| &self.slots[i].2)
+            .map(|i| &self.entries[i].2)
     }
 }
 
 impl fmt::Debug for Providers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.slots.iter().map(|s| s.1))
+            .entries(self.entries.iter().map(|s| s.1))
             .finish()
     }
 }
@@ -95,7 +95,7 @@ impl fmt::Debug for Providers {
 /// Collects providers before they are frozen into [`Providers`].
 #[derive(Default)]
 pub struct ProvidersBuilder {
-    slots: Vec<Slot>,
+    entries: Vec<Entry>,
 }
 
 impl ProvidersBuilder {
@@ -108,12 +108,12 @@ impl ProvidersBuilder {
     /// Registers an already shared value as the provider of `T`.
     pub fn provide_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) -> Result<&mut Self> {
         let id = TypeId::of::<T>();
-        if self.slots.iter().any(|s| s.0 == id) {
+        if self.entries.iter().any(|s| s.0 == id) {
             return Err(Error::DuplicateProvider {
                 type_name: type_name::<T>(),
             });
         }
-        self.slots.push((id, type_name::<T>(), value));
+        self.entries.push((id, type_name::<T>(), value));
         Ok(self)
     }
 
@@ -137,14 +137,14 @@ impl ProvidersBuilder {
     /// Whether a provider of `T` is already registered (for modules imported twice).
     pub fn contains<T: 'static>(&self) -> bool {
         let id = TypeId::of::<T>();
-        self.slots.iter().any(|s| s.0 == id)
+        self.entries.iter().any(|s| s.0 == id)
     }
 
     /// Freezes the map.
     pub fn build(mut self) -> Providers {
-        self.slots.sort_unstable_by_key(|slot| slot.0);
+        self.entries.sort_unstable_by_key(|entry| entry.0);
         Providers {
-            slots: self.slots.into(),
+            entries: self.entries.into(),
         }
     }
 }
@@ -152,7 +152,7 @@ impl ProvidersBuilder {
 impl fmt::Debug for ProvidersBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.slots.iter().map(|s| s.1))
+            .entries(self.entries.iter().map(|s| s.1))
             .finish()
     }
 }
