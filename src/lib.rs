@@ -61,11 +61,16 @@ mod stats;
 mod sync;
 mod tasks;
 mod tcp;
+// The sans-I/O upgrade (parser, checks, response writers): public for the fuzz targets and
+// the regression tests, not part of the documented API.
+#[doc(hidden)]
 pub mod upgrade;
 mod wire;
 
 pub use config::{ServerConfig, WebSocketConfig};
-pub use conn::{close_code, CloseInfo};
+#[doc(hidden)]
+pub use conn::close_code;
+pub use conn::CloseInfo;
 pub use context::{AuthIdentity, MicroserviceContext, RequestId, WebSocketContext};
 pub use error::{Error, ErrorCode, HandlerError, Request, Result};
 pub use factory::NestForgeFactory;
@@ -83,7 +88,7 @@ pub use socket::WebSocket;
 pub use stats::StatsSnapshot;
 pub use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 pub use tungstenite::{Bytes, Message};
-pub use upgrade::{Headers, Rejection};
+pub use upgrade::{Headers, Rejection, UpgradeRequest};
 pub use wire::{Kind, RequestFrame, TransportMetadata};
 
 /// NestForge's name for [`Kind`].
