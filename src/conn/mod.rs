@@ -531,3 +531,6 @@ impl Conn {
         self.stop_reading();
     }
 }
+
+#[cfg(test)]
+mod tests;
