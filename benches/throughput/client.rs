@@ -127,14 +127,16 @@ impl Expect {
                     && prefix[..n] == want[..n]
                 {
                     Verdict::Reply
+                } else if is_error_frame(prefix) {
+                    Verdict::Error
                 } else {
                     Verdict::Mismatch
                 }
             }
             Expect::Reply { ok, error } => {
-                if prefix.starts_with(b"error:") || contains(prefix, error) {
+                if is_error_frame(prefix) || object_with(prefix, error) {
                     Verdict::Error
-                } else if (opcode == OP_TEXT || opcode == OP_BINARY) && contains(prefix, ok) {
+                } else if (opcode == OP_TEXT || opcode == OP_BINARY) && object_with(prefix, ok) {
                     Verdict::Reply
                 } else {
                     Verdict::Mismatch
@@ -142,6 +144,27 @@ impl Expect {
             }
         }
     }
+}
+
+/// events_gateway's `error:...` text, or a NestForge error frame
+/// `{"id":..,"pattern":..,"error":{"code":..}}` / `{"error":{"code":..}}`.
+fn is_error_frame(payload: &[u8]) -> bool {
+    payload.starts_with(b"error:")
+        || (payload.starts_with(b"{") && contains(payload, br#""error":{"code":"#))
+}
+
+/// `payload` is a JSON object whose first key is `marker`'s, or whose first key is `"id"`
+/// and whose second is `marker`'s: the order NestForge writes replies in. (A greeting that
+/// quotes a request, as events_gateway's does, is not taken for a reply.)
+fn object_with(payload: &[u8], marker: &[u8]) -> bool {
+    let Some(rest) = payload.strip_prefix(b"{") else {
+        return false;
+    };
+    rest.starts_with(marker)
+        || rest.starts_with(br#""id":"#)
+            && rest
+                .windows(marker.len() + 1)
+                .any(|w| w[0] == b',' && &w[1..] == marker)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -502,8 +525,15 @@ fn probe(conn: &mut Conn, load: &Load) -> io::Result<u64> {
                 match load.expect.check(op, len, prefix) {
                     Verdict::Reply => outcome = Some(Ok(())),
                     Verdict::Error => {
+                        let hint = match load.expect {
+                            Expect::Echo { .. } => {
+                                " (expected the frame back: does the gateway echo? a NestForge request \
+                                 is {\"kind\":\"message\",\"pattern\":..})"
+                            }
+                            Expect::Reply { .. } => "",
+                        };
                         outcome = Some(Err(io::Error::other(format!(
-                            "error reply: {}",
+                            "the first request got an error frame: {}{hint}",
                             preview(prefix)
                         ))))
                     }
