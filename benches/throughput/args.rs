@@ -43,7 +43,8 @@ OPTIONS
 
 OUTPUT
     A table per case: frames/s, MiB/s, p50 and p99 send-to-reply latency, errors (error
-    frames, mismatched, unsolicited or missing replies, closed connections); in-process also
+    frames, mismatched, unsolicited or missing replies, closed connections), min share (the
+    least-served connection's replies over the mean, 1.0 = even); in-process also
     allocations per frame on the server thread and the raw echo's figures. Then one
     `case=... key=value` line per case. Progress and the first error of a case go to stderr.
 

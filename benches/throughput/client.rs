@@ -213,6 +213,8 @@ pub struct Outcome {
     pub first_error: Option<String>,
     /// Frames each connection sent before its first reply (a greeting), summed.
     pub banners: u64,
+    /// The least-served connection's replies in the window over the mean (1.0: even).
+    pub min_share: f64,
 }
 
 impl Outcome {
@@ -426,6 +428,8 @@ struct Conn {
     /// Send times of the requests in flight, oldest first.
     sent: VecDeque<Instant>,
     next_id: u64,
+    /// Replies received in the window.
+    replies: u64,
     /// Got EOF, a close or an error.
     dead: bool,
 }
@@ -476,6 +480,7 @@ fn connect(endpoint: &Endpoint, mask: [u8; 4]) -> io::Result<Conn> {
         decoder: Decoder::default(),
         sent: VecDeque::new(),
         next_id: 0,
+        replies: 0,
         dead: false,
     })
 }
@@ -768,7 +773,10 @@ fn drive(poller: &Poller, conns: &mut [Conn], load: &Load, timing: Timing) -> io
             .get_or_insert_with(|| format!("{missing} replies missing after {DRAIN:?}"));
     }
     tally.latencies.sort_unstable();
+    let mean = tally.frames as f64 / conns.len().max(1) as f64;
+    let least = conns.iter().map(|c| c.replies).min().unwrap_or(0);
     Ok(Outcome {
+        min_share: if mean > 0.0 { least as f64 / mean } else { 0.0 },
         frames: tally.frames,
         bytes: tally.bytes,
         window,
@@ -792,6 +800,7 @@ fn receive(
     let mut pongs: Vec<Vec<u8>> = Vec::new();
     let mut closed = false;
     let sent = &mut conn.sent;
+    let replies = &mut conn.replies;
     conn.decoder.feed(data, |frame| match frame {
         Frame::Control(OP_PING, payload) => pongs.push(payload.to_vec()),
         Frame::Control(OP_CLOSE, payload) => {
@@ -807,6 +816,7 @@ fn receive(
             match load.expect.check(opcode, len, prefix) {
                 Verdict::Reply => {
                     if measuring {
+                        *replies += 1;
                         tally.frames += 1;
                         tally.bytes += len;
                         tally.latencies.push((at - t0).as_nanos() as u64);

@@ -42,6 +42,9 @@
 //!   errors. Pings are answered.
 //! - Each in-process server lives only for its case, so two idle async-io threads never
 //!   compete for the reactor.
+//! - `min share`: the least-served connection's replies in the window over the mean per
+//!   connection (1.0 = even; wsload's `min_conn_share`). A low share with a low p50 and a
+//!   high p99 means some connections are served in a hot loop while others wait.
 //! - Latency is send-to-reply per message (replies come back in order on a connection); with
 //!   `K` in flight it includes queueing behind the other `K - 1`.
 //! - Frames and MiB/s count replies received (payload bytes, one direction) during the

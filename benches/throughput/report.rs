@@ -25,7 +25,15 @@ fn opt(v: Option<String>) -> String {
 /// Prints the table and the `case=...` lines.
 pub fn print(rows: &[Row], in_process: bool) {
     println!();
-    let mut header = vec!["case", "frames/s", "MiB/s", "p50 us", "p99 us", "errors"];
+    let mut header = vec![
+        "case",
+        "frames/s",
+        "MiB/s",
+        "p50 us",
+        "p99 us",
+        "errors",
+        "min share",
+    ];
     if in_process {
         header.extend([
             "allocs/frame",
@@ -79,8 +87,9 @@ pub fn print(rows: &[Row], in_process: bool) {
                 format!("{:.1}", g.percentile_us(0.5)),
                 format!("{:.1}", g.percentile_us(0.99)),
                 g.errors.to_string(),
+                format!("{:.2}", g.min_share),
             ]),
-            Err(_) => cells.extend(["failed", "-", "-", "-", "-"].map(String::from)),
+            Err(_) => cells.extend(["failed", "-", "-", "-", "-", "-"].map(String::from)),
         }
         if in_process {
             let g = row.gateway.as_ref().ok();
@@ -110,12 +119,13 @@ pub fn print(rows: &[Row], in_process: bool) {
             }
         };
         let mut out = format!(
-            "case={name} frames_per_s={:.0} MiB_per_s={:.2} p50_us={:.1} p99_us={:.1} errors={}",
+            "case={name} frames_per_s={:.0} MiB_per_s={:.2} p50_us={:.1} p99_us={:.1} errors={} min_conn_share={:.3}",
             g.frames_per_s(),
             g.mib_per_s(),
             g.percentile_us(0.5),
             g.percentile_us(0.99),
-            g.errors
+            g.errors,
+            g.min_share
         );
         if in_process {
             out += &format!(" allocs_per_frame={:.3}", g.allocs_per_frame());
