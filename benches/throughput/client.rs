@@ -33,7 +33,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// Where to connect.
 #[derive(Clone)]
 pub struct Endpoint {
-    pub addr: SocketAddr,
+    /// Tried in order; the first that accepts is used.
+    pub addrs: Vec<SocketAddr>,
     /// The `Host` header.
     pub host: String,
     pub path: String,
@@ -441,10 +442,22 @@ impl Conn {
     }
 }
 
+/// A TCP connection to the first address that accepts one.
+fn connect_any(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+    let mut last = io::Error::other("no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, SETUP_TIMEOUT) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Opens a connection and completes the upgrade (for the raw echo: reads the reflected
 /// request). Nothing past the response head is consumed.
 fn connect(endpoint: &Endpoint, mask: [u8; 4]) -> io::Result<Conn> {
-    let mut stream = TcpStream::connect_timeout(&endpoint.addr, SETUP_TIMEOUT)?;
+    let mut stream = connect_any(&endpoint.addrs)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(SETUP_TIMEOUT))?;
     stream.set_write_timeout(Some(SETUP_TIMEOUT))?;

@@ -251,7 +251,7 @@ fn measure_in_process(case: &Case, raw: bool, timing: Timing) -> Result<client::
     };
     let running = started.map_err(|e| format!("cannot start the server: {e}"))?;
     let endpoint = Endpoint {
-        addr: running.addr,
+        addrs: vec![running.addr],
         host: running.addr.to_string(),
         path: case.path.into(),
         websocket: !raw,
@@ -303,20 +303,27 @@ fn in_process(cases: Vec<Case>, timing: Timing) -> Vec<Row> {
 
 /// Runs `case` against the gateway at `url`. `Err` is a one-line reason it could not run.
 fn remote(url: &Url, case: &Case, timing: Timing) -> Result<Row, String> {
-    let addr = (url.host.as_str(), url.port)
+    let addrs: Vec<_> = (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
-        .next()
-        .ok_or_else(|| format!("cannot resolve {}: no address", url.host))?;
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("cannot resolve {}: no address", url.host));
+    }
+    let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
     let endpoint = Endpoint {
-        addr,
+        addrs,
         host: url.authority.clone(),
         path: url.path.clone(),
         websocket: true,
     };
     eprintln!(
-        "throughput: {} ({addr}), {}, {:?} warm-up + {:?}",
-        url.text, case.name, timing.warmup, timing.measure
+        "throughput: {} ({}), {}, {:?} warm-up + {:?}",
+        url.text,
+        shown.join(", "),
+        case.name,
+        timing.warmup,
+        timing.measure
     );
     let outcome = client::run(&endpoint, &case.load, timing)
         .map_err(|e| format!("cannot run against {}: {e}", url.text))?;
