@@ -32,8 +32,9 @@
 //!   through a futex, which the gateway never pays in production. Blocking rather than
 //!   spinning leaves the core to the server when both share one (`taskset -c 0` for both,
 //!   or a one-core device); `--spin` polls without blocking instead.
-//! - Hand-written masked frame encoding, a streaming decoder that keeps only the first
-//!   256 bytes of each reply (for the checks), `K` requests kept in flight per connection.
+//! - Hand-written masked frame encoding and a streaming decoder (`frames.rs`) that keeps
+//!   only the first 256 bytes of each reply (for the checks); `K` requests kept in flight
+//!   per connection.
 //! - Before the load, every connection sends one request and reads up to its reply: frames
 //!   before it (a greeting such as events_gateway's `connected:...`) are skipped and counted,
 //!   an error frame fails the case. Under load a reply must match (echo: opcode, length,
@@ -64,6 +65,7 @@
 mod alloc;
 mod args;
 mod client;
+mod frames;
 mod report;
 mod server;
 
@@ -72,7 +74,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use args::{Args, Url};
-use client::{Body, Endpoint, Expect, Load, Timing, OP_BINARY, OP_TEXT};
+use client::{Body, Endpoint, Expect, Load, Timing};
+use frames::{OP_BINARY, OP_TEXT};
 use report::Row;
 
 /// One case: the load and, in-process, the gateway endpoint it talks to.
