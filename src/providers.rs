@@ -106,14 +106,17 @@ impl ProvidersBuilder {
 
     /// Registers an already shared value as the provider of `T`.
     pub fn provide_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) -> Result<&mut Self> {
+        // Kept sorted as it grows (a handful of slots): no sort routine in the binary.
         let id = TypeId::of::<T>();
-        if self.slots.iter().any(|s| s.0 == id) {
-            return Err(Error::DuplicateProvider {
+        match self.slots.binary_search_by(|slot| slot.0.cmp(&id)) {
+            Ok(_) => Err(Error::DuplicateProvider {
                 type_name: type_name::<T>(),
-            });
+            }),
+            Err(i) => {
+                self.slots.insert(i, (id, type_name::<T>(), value));
+                Ok(self)
+            }
         }
-        self.slots.push((id, type_name::<T>(), value));
-        Ok(self)
     }
 
     /// Runs a fallible constructor and registers what it returns. A failure becomes
@@ -136,12 +139,11 @@ impl ProvidersBuilder {
     /// Whether a provider of `T` is already registered (for modules imported twice).
     pub fn contains<T: 'static>(&self) -> bool {
         let id = TypeId::of::<T>();
-        self.slots.iter().any(|s| s.0 == id)
+        self.slots.binary_search_by(|slot| slot.0.cmp(&id)).is_ok()
     }
 
     /// Freezes the map.
-    pub fn build(mut self) -> Providers {
-        self.slots.sort_unstable_by_key(|slot| slot.0);
+    pub fn build(self) -> Providers {
         Providers {
             slots: self.slots.into(),
         }
