@@ -129,28 +129,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .health_endpoint(Some("/healthz")),
             )
             .into_server()?;
-        shutdown_on_signals(&server)?;
+        let signals = shutdown_on_signals(&server)?;
         let listener = std::net::TcpListener::bind((host.as_str(), port))?;
         println!(
             "events_gateway listening on ws://{}/ws",
             listener.local_addr()?
         );
-        server.serve(listener).await?;
+        // `serve` returns once a signal has started the shutdown and the connections are gone.
+        futures_lite::future::or(server.serve(listener), signals).await?;
         println!("events_gateway stopped");
         Ok(())
     })
 }
 
-/// SIGINT and SIGTERM start a graceful shutdown.
-fn shutdown_on_signals(server: &nestforge_edge::Server) -> std::io::Result<()> {
+/// SIGINT and SIGTERM start a graceful shutdown: a future to run next to `serve` on the
+/// same thread (no thread of its own). It never completes.
+fn shutdown_on_signals(
+    server: &nestforge_edge::Server,
+) -> std::io::Result<impl Future<Output = nestforge_edge::Result<()>>> {
     use async_signal::{Signal, Signals};
     use futures_lite::StreamExt;
     let mut signals = Signals::new([Signal::Int, Signal::Term])?;
     let handle = server.shutdown_handle();
-    std::thread::spawn(move || {
-        if smol::block_on(signals.next()).is_some() {
+    Ok(async move {
+        if signals.next().await.is_some() {
             handle.shutdown();
         }
-    });
-    Ok(())
+        std::future::pending().await
+    })
 }

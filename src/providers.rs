@@ -107,14 +107,17 @@ impl ProvidersBuilder {
 
     /// Registers an already shared value as the provider of `T`.
     pub fn provide_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) -> Result<&mut Self> {
+        // Kept sorted as it grows (a handful of entries): no sort routine in the binary.
         let id = TypeId::of::<T>();
-        if self.entries.iter().any(|s| s.0 == id) {
-            return Err(Error::DuplicateProvider {
+        match self.entries.binary_search_by(|entry| entry.0.cmp(&id)) {
+            Ok(_) => Err(Error::DuplicateProvider {
                 type_name: type_name::<T>(),
-            });
+            }),
+            Err(i) => {
+                self.entries.insert(i, (id, type_name::<T>(), value));
+                Ok(self)
+            }
         }
-        self.entries.push((id, type_name::<T>(), value));
-        Ok(self)
     }
 
     /// Runs a fallible constructor and registers what it returns. A failure becomes
@@ -137,12 +140,13 @@ impl ProvidersBuilder {
     /// Whether a provider of `T` is already registered (for modules imported twice).
     pub fn contains<T: 'static>(&self) -> bool {
         let id = TypeId::of::<T>();
-        self.entries.iter().any(|s| s.0 == id)
+        self.entries
+            .binary_search_by(|entry| entry.0.cmp(&id))
+            .is_ok()
     }
 
     /// Freezes the map.
-    pub fn build(mut self) -> Providers {
-        self.entries.sort_unstable_by_key(|entry| entry.0);
+    pub fn build(self) -> Providers {
         Providers {
             entries: self.entries.into(),
         }

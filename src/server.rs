@@ -341,7 +341,8 @@ impl Shared {
         let id = self.next_id.add(1);
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+            // As u64 (enough for 500 million years): no u128 formatting code in the binary.
+            .map_or(0, |d| d.as_millis() as u64);
         let request_id = RequestId::new(format!("req-{millis}-{id}"));
         let mut out = Vec::with_capacity(256);
         upgrade::write_switching_protocols(&mut out, &key, protocol.as_deref(), &request_id);

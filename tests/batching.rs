@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use common::{frame, upgrade_head};
+use common::{frame, scaled, upgrade_head};
 use futures_lite::{AsyncRead, AsyncWrite};
 use nestforge_edge::prelude::*;
 
@@ -90,12 +90,12 @@ impl WebSocketGateway for Echo {
 module! { struct AppModule { providers: [] } }
 
 /// Runs the connection on this thread while the steps run in order, each polled until it
-/// holds (at most 5 s each).
+/// holds (at most 5 s each, scaled).
 fn settle(server: &nestforge_edge::Server, mock: &Mock, steps: &[&dyn Fn(&Mock) -> bool]) {
     let fut = server.serve_connection(mock.clone(), None);
     futures_lite::future::block_on(futures_lite::future::or(fut, async {
         for step in steps {
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let deadline = std::time::Instant::now() + scaled(Duration::from_secs(5));
             while !step(mock) {
                 assert!(std::time::Instant::now() < deadline, "timed out");
                 async_io::Timer::after(Duration::from_millis(5)).await;

@@ -651,9 +651,10 @@ fn python_websockets_client_runs_the_workflow() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/python_client.py"
     );
+    let limit = (30 * time_scale()).to_string();
     let out = std::process::Command::new("timeout")
         .args([
-            "30",
+            &limit,
             "python3",
             script,
             &format!("ws://{}", running.addr),

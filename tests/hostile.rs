@@ -4,7 +4,8 @@
 //! of bad requests, and memory under hundreds of hostile connections.
 //!
 //! Every client socket has read and write timeouts, so no test can hang; servers use short
-//! timeouts so the whole file runs in a few seconds.
+//! timeouts so the whole file runs in a few seconds. Upper bounds on elapsed time are
+//! stretched by `NESTFORGE_TEST_TIME_SCALE` under emulation (see `common::scaled`).
 
 mod common;
 
@@ -158,10 +159,12 @@ fn exclusive() -> RwLockWriteGuard<'static, ()> {
     MEMORY.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Sets 5 s read and write timeouts on a raw client.
+/// Sets 5 s (scaled) read and write timeouts on a raw client.
 fn bounded(s: TcpStream) -> TcpStream {
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(scaled(Duration::from_secs(5))))
+        .unwrap();
+    s.set_write_timeout(Some(scaled(Duration::from_secs(5))))
+        .unwrap();
     s
 }
 
@@ -209,10 +212,10 @@ fn echo(s: &mut TcpStream, text: &str) {
     assert_eq!((opcode, payload.as_slice()), (0x1, text.as_bytes()));
 }
 
-/// Waits (at most 3 s) until `done` holds: the server counts a close only once the close
-/// handshake is over.
+/// Waits (at most 3 s, scaled) until `done` holds: the server counts a close only once the
+/// close handshake is over.
 fn eventually(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + scaled(Duration::from_secs(3));
     while !done() {
         assert!(Instant::now() < deadline, "never happened: {what}");
         thread::sleep(Duration::from_millis(10));
@@ -254,7 +257,7 @@ fn slowloris_head_gets_408_after_the_handshake_timeout() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(
-        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_millis(1500),
+        elapsed >= Duration::from_millis(250) && elapsed < scaled(Duration::from_millis(1500)),
         "answered after {elapsed:?}"
     );
     trickle.join().unwrap();
@@ -308,7 +311,7 @@ fn over_max_connections_gets_503_before_the_upgrade() {
         .unwrap();
     expect_close(&mut second, 1000);
     drop(second);
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + scaled(Duration::from_secs(2));
     loop {
         let mut s = bounded(raw(server.addr));
         s.write_all(upgrade_head("/echo").as_bytes()).unwrap();
@@ -390,7 +393,7 @@ fn oversized_frame_header_closes_1009_without_the_payload() {
         // checked as soon as the header arrives.
         s.write_all(&header(true, 0x2, len)).unwrap();
         expect_close(&mut s, 1009);
-        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(started.elapsed() < scaled(Duration::from_secs(1)));
     }
 }
 
@@ -437,7 +440,7 @@ fn fragment_flood_is_bounded_by_max_message_size() {
     let (opcode, payload) = read_frame(&mut s).expect("no close frame");
     assert_eq!(opcode, 0x8);
     assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1009);
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < scaled(Duration::from_secs(2)));
     flooding.join().unwrap();
     drop(s);
     eventually("one close with 1009", || {
@@ -582,7 +585,7 @@ fn never_reading_client_does_not_stall_others_and_is_dropped() {
                 Ok(()) => sent += request.len(),
                 Err(e) => return (sent, e.kind(), started.elapsed()),
             }
-            if started.elapsed() > Duration::from_secs(10) {
+            if started.elapsed() > scaled(Duration::from_secs(10)) {
                 return (sent, ErrorKind::TimedOut, started.elapsed());
             }
         }
@@ -595,7 +598,7 @@ fn never_reading_client_does_not_stall_others_and_is_dropped() {
         let t = Instant::now();
         echo(&mut other, &format!("ping {i}"));
         assert!(
-            t.elapsed() < Duration::from_millis(500),
+            t.elapsed() < scaled(Duration::from_millis(500)),
             "echo took {:?}",
             t.elapsed()
         );
@@ -607,7 +610,7 @@ fn never_reading_client_does_not_stall_others_and_is_dropped() {
         "flooder not dropped: {kind:?} after {sent} bytes"
     );
     assert!(
-        after < Duration::from_secs(5),
+        after < scaled(Duration::from_secs(5)),
         "dropped only after {after:?}"
     );
     let grown = rss_kib().saturating_sub(before);
@@ -663,7 +666,7 @@ fn memory_stays_bounded_under_200_hostile_connections() {
     // The well-behaved client is still served promptly.
     let t = Instant::now();
     echo(&mut well_behaved, "still served");
-    assert!(t.elapsed() < Duration::from_millis(500));
+    assert!(t.elapsed() < scaled(Duration::from_millis(500)));
     // The refused ones are closed once their close handshake times out (500 ms).
     eventually("67 closes with 1009", || {
         server.server.stats().closes_with(1009) == 67
@@ -757,7 +760,7 @@ fn flood(stream: &TcpStream, prefix: Vec<u8>, chunk: Vec<u8>) -> thread::JoinHan
     })
 }
 
-/// While a flood runs, another client still gets 20 echoes, each within 500 ms.
+/// While a flood runs, another client still gets 20 echoes, each within 500 ms (scaled).
 fn echoes_stay_prompt(addr: SocketAddr) {
     thread::sleep(Duration::from_millis(200));
     let mut other = upgraded(addr, "/echo");
@@ -765,7 +768,7 @@ fn echoes_stay_prompt(addr: SocketAddr) {
         let t = Instant::now();
         echo(&mut other, &format!("ping {i}"));
         assert!(
-            t.elapsed() < Duration::from_millis(500),
+            t.elapsed() < scaled(Duration::from_millis(500)),
             "echo took {:?}",
             t.elapsed()
         );

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -15,11 +16,31 @@ use nestforge_edge::{Server, ShutdownHandle};
 
 pub type Client = WebSocketStream<smol::net::TcpStream>;
 
-/// Fails the test if `future` takes longer than `secs`.
+/// How many times slower than native this run is allowed to be: `NESTFORGE_TEST_TIME_SCALE`
+/// (a positive integer, default 1). `.ci/cross` sets it when the tests run under qemu-user.
+pub fn time_scale() -> u32 {
+    static SCALE: OnceLock<u32> = OnceLock::new();
+    *SCALE.get_or_init(|| match std::env::var("NESTFORGE_TEST_TIME_SCALE") {
+        Err(_) => 1,
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => n,
+            _ => panic!("NESTFORGE_TEST_TIME_SCALE must be a positive integer, not {v:?}"),
+        },
+    })
+}
+
+/// An upper bound on elapsed time (or a deadline that keeps a test from hanging), stretched
+/// by [`time_scale`]. Lower bounds and the server's own timeouts are never scaled.
+pub fn scaled(bound: Duration) -> Duration {
+    bound * time_scale()
+}
+
+/// Fails the test if `future` takes longer than `secs` (times [`time_scale`]).
 pub async fn within<T>(secs: u64, future: impl Future<Output = T>) -> T {
+    let limit = scaled(Duration::from_secs(secs));
     futures_lite::future::or(future, async {
-        smol::Timer::after(Duration::from_secs(secs)).await;
-        panic!("timed out after {secs} s");
+        smol::Timer::after(limit).await;
+        panic!("timed out after {limit:?}");
     })
     .await
 }
@@ -99,10 +120,11 @@ pub async fn send_text(ws: &mut Client, text: &str) {
     ws.send(Message::Text(text.into())).await.unwrap();
 }
 
-/// Blocking raw TCP client with a read timeout.
+/// Blocking raw TCP client with a read timeout (10 s, scaled).
 pub fn raw(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(scaled(Duration::from_secs(10))))
+        .unwrap();
     s.set_nodelay(true).unwrap();
     s
 }

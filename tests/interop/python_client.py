@@ -1,15 +1,19 @@
 """Third-party client check: the workflow against Python's `websockets`.
 
 usage: python3 python_client.py ws://127.0.0.1:PORT APP_NAME
+Waits are stretched by NESTFORGE_TEST_TIME_SCALE (default 1), as the Rust tests' bounds are.
 The server is events_gateway-shaped on /ws (NestForge error texts) and /json (JSON error
 frames). Exits non-zero on the first mismatch.
 """
 import asyncio
 import json
+import os
 import sys
 
 import websockets
 
+
+SCALE = int(os.environ.get("NESTFORGE_TEST_TIME_SCALE", "1"))
 
 
 async def main(base: str, app_name: str) -> None:
@@ -52,7 +56,7 @@ async def main(base: str, app_name: str) -> None:
             got = await ws.recv()
             assert got == text, (frame, got)
         pong = await ws.ping(b"p")
-        await asyncio.wait_for(pong, 5)
+        await asyncio.wait_for(pong, 5 * SCALE)
         await ws.close()
         assert ws.close_code == 1000, ws.close_code
 
