@@ -10,8 +10,12 @@ use crate::wire::Kind;
 /// What a message or event handler may fail with.
 ///
 /// Any `std::error::Error + Send + Sync` converts into it with `?` (this crate's [`Error`],
-/// `serde_json::Error`, `io::Error`, `anyhow::Error`, ...), and so do `&str` and `String`:
-/// `Err("boom".into())`.
+/// `serde_json::Error`, `io::Error`, ...), and so do `&str` and `String`:
+/// `Err("boom".into())`. So does `anyhow::Error` (anyhow provides the conversion; no feature
+/// needed): the handler's `Display` is the outermost context, as NestForge sends it, and
+/// `{:#}` on the resulting [`Error::Handler`] shows the whole chain. anyhow's `bail!` and
+/// `ensure!` return an `anyhow::Error` as is, so inside a handler body use this crate's
+/// `bail!` and `ensure!` (feature `anyhow`) instead.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// `Result` with this crate's [`Error`] as the default error.
@@ -323,6 +327,14 @@ impl fmt::Display for Error {
         if f.alternate() {
             if let Some(cause) = self.detail() {
                 write!(f, ": {cause}")?;
+            } else if let Error::Handler { source, .. } = self {
+                // The handler error's own causes (an `anyhow` chain keeps its contexts
+                // here), as anyhow's `{:#}` shows them.
+                let mut cause = source.source();
+                while let Some(c) = cause {
+                    write!(f, ": {c}")?;
+                    cause = c.source();
+                }
             }
         }
         Ok(())
@@ -352,5 +364,120 @@ impl From<io::Error> for Error {
 impl From<tungstenite::Error> for Error {
     fn from(e: tungstenite::Error) -> Self {
         Error::WebSocket(e)
+    }
+}
+
+/// Returns early from a message or event handler with an error, in anyhow's forms:
+/// `bail!("text")`, `bail!("fmt {x}")`, `bail!(error_value)` (feature `anyhow`).
+///
+/// anyhow's own `bail!` returns an `anyhow::Error` unconverted, which a handler (returning
+/// [`HandlerError`]) cannot; this one converts it. In functions that return
+/// `anyhow::Result` keep anyhow's: their errors reach handlers through `?`.
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::{bail, MicroserviceContext, MicroserviceRegistry};
+///
+/// let registry = MicroserviceRegistry::builder()
+///     .message("users.get", |id: u32, _ctx: MicroserviceContext| async move {
+///         if id == 0 {
+///             bail!("User {id} not found");
+///         }
+///         Ok(id)
+///     })
+///     .build();
+/// # let _ = registry;
+/// ```
+#[cfg(feature = "anyhow")]
+#[macro_export]
+macro_rules! bail {
+    ($($arg:tt)+) => {
+        return ::core::result::Result::Err($crate::HandlerError::from(
+            $crate::__private::anyhow::anyhow!($($arg)+),
+        ))
+    };
+}
+
+/// Returns early from a handler with an error unless `cond` holds (feature `anyhow`):
+/// `ensure!(cond)` (message ``Condition failed: `cond` ``) or `ensure!(cond, "fmt", ..)`.
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::{ensure, MicroserviceContext, MicroserviceRegistry};
+///
+/// let registry = MicroserviceRegistry::builder()
+///     .message("math.div", |(a, b): (i64, i64), _ctx: MicroserviceContext| async move {
+///         ensure!(b != 0, "division by zero");
+///         Ok(a / b)
+///     })
+///     .build();
+/// # let _ = registry;
+/// ```
+#[cfg(feature = "anyhow")]
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr $(,)?) => {
+        if !$cond {
+            $crate::bail!(::core::concat!("Condition failed: `", ::core::stringify!($cond), "`"));
+        }
+    };
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            $crate::bail!($($arg)+);
+        }
+    };
+}
+
+/// What the exported macros refer to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(feature = "anyhow")]
+    pub use anyhow;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alternate_display_of_a_handler_error_shows_its_chain() {
+        use anyhow::Context;
+        let failed: anyhow::Result<()> = Err(io::Error::other("disk full"))
+            .context("writing the record")
+            .context("audit failed");
+        let err = Error::Handler {
+            request: Request::new(None, "users.created"),
+            source: failed.unwrap_err().into(),
+        };
+        assert_eq!(err.to_string(), "audit failed");
+        assert_eq!(
+            format!("{err:#}"),
+            "audit failed: writing the record: disk full"
+        );
+        assert_eq!(err.code(), ErrorCode::HandlerError);
+    }
+
+    #[cfg(feature = "anyhow")]
+    #[test]
+    fn bail_and_ensure_convert_into_handler_errors() {
+        fn check(n: i32) -> std::result::Result<i32, HandlerError> {
+            crate::ensure!(n >= 0);
+            crate::ensure!(n != 1, "one is {}", "odd");
+            if n == 2 {
+                crate::bail!(io::Error::other("io"));
+            }
+            if n == 3 {
+                crate::bail!("n is {n}");
+            }
+            Ok(n)
+        }
+        assert_eq!(
+            check(-1).unwrap_err().to_string(),
+            "Condition failed: `n >= 0`"
+        );
+        assert_eq!(check(1).unwrap_err().to_string(), "one is odd");
+        assert_eq!(check(2).unwrap_err().to_string(), "io");
+        assert_eq!(check(3).unwrap_err().to_string(), "n is 3");
+        assert_eq!(check(4).unwrap(), 4);
     }
 }

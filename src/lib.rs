@@ -32,6 +32,8 @@
 //!   calls compile to nothing.
 //! - `mqtt` (off by default): scale-out over an MQTT broker with NestJS's MQTT transport
 //!   convention (module `mqtt`, `NestForgeFactory::with_mqtt`). No extra dependency.
+//! - `anyhow` (off by default): `bail!` and `ensure!` in anyhow's forms inside handler
+//!   bodies. `?` on an `anyhow::Error` in a handler works without it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
@@ -62,6 +64,8 @@ mod wire;
 pub use config::{Overflow, ServerConfig, WebSocketConfig};
 pub use conn::close_code;
 pub use context::{AuthIdentity, Headers, MicroserviceContext, RequestId, WebSocketContext};
+#[doc(hidden)]
+pub use error::__private;
 pub use error::{Error, ErrorCode, HandlerError, Request, Result};
 pub use factory::NestForgeFactory;
 pub use gateway::{WebSocketFuture, WebSocketGateway};
