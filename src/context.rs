@@ -1,10 +1,12 @@
 //! What a connection and a handler can see: providers, ids, the upgrade request.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::auth::Forbidden;
 use crate::error::Result;
 use crate::providers::Providers;
 use crate::wire::TransportMetadata;
@@ -50,12 +52,34 @@ impl fmt::Display for RequestId {
 }
 
 /// Who is on the other end, as established by the upgrade guard (NestForge's `AuthIdentity`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Serializes as NestForge's does: `{"subject":..,"roles":[..],"claims":{..}}` (`claims` may
+/// be absent).
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::AuthIdentity;
+/// use serde_json::json;
+///
+/// let identity = AuthIdentity::new("user-1")
+///     .with_roles(["admin"])
+///     .with_claim("tenant", json!("acme"));
+/// assert_eq!(identity.claims["tenant"], "acme");
+/// assert!(identity.require_role("admin").is_ok());
+/// assert_eq!(
+///     identity.require_role("root").unwrap_err().to_string(),
+///     "Missing required role `root`"
+/// );
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuthIdentity {
     /// The subject (user or device id).
     pub subject: String,
     /// Role names.
     pub roles: Vec<String>,
+    /// Further claims (tenant, scopes, expiry, ...), as the guard decoded them.
+    #[serde(default)]
+    pub claims: BTreeMap<String, serde_json::Value>,
 }
 
 impl AuthIdentity {
@@ -64,6 +88,33 @@ impl AuthIdentity {
         AuthIdentity {
             subject: subject.into(),
             roles: Vec::new(),
+            claims: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a claim (builder style); a claim with the same key is replaced.
+    pub fn with_claim(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.claims.insert(key.into(), value.into());
+        self
+    }
+
+    /// The claim `key`, if present.
+    pub fn claim(&self, key: &str) -> Option<&serde_json::Value> {
+        self.claims.get(key)
+    }
+
+    /// `Ok` if the identity has `role`, else [`Forbidden`] (``Missing required role `role` ``,
+    /// NestForge's text). Returned with `?` from a handler it becomes a `forbidden` error
+    /// frame; from an upgrade guard, a `403` rejection.
+    pub fn require_role(&self, role: &str) -> std::result::Result<(), Forbidden> {
+        if self.has_role(role) {
+            Ok(())
+        } else {
+            Err(Forbidden::missing_role(role))
         }
     }
 

@@ -169,6 +169,8 @@ pub enum ErrorCode {
     HandlerError,
     /// `provider_missing`: a provider the handler needs is not registered.
     ProviderMissing,
+    /// `forbidden`: the identity lacks a required role ([`Forbidden`](crate::Forbidden)).
+    Forbidden,
     /// `internal`: anything else (reply serialization, transport, configuration).
     Internal,
     /// `timeout`: a forwarded request got no reply in time (feature `mqtt`).
@@ -191,6 +193,7 @@ impl ErrorCode {
             ErrorCode::BadPayload => "bad_payload",
             ErrorCode::HandlerError => "handler_error",
             ErrorCode::ProviderMissing => "provider_missing",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
             #[cfg(feature = "mqtt")]
             ErrorCode::Timeout => "timeout",
@@ -218,6 +221,7 @@ impl Error {
             Error::BadPayload { .. } => ErrorCode::BadPayload,
             Error::Handler { source, .. } => match source.downcast_ref::<Error>() {
                 Some(inner) => inner.code(),
+                None if source.is::<crate::auth::Forbidden>() => ErrorCode::Forbidden,
                 None => ErrorCode::HandlerError,
             },
             Error::TypeNotRegistered { .. } => ErrorCode::ProviderMissing,

@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod auth;
 mod config;
 mod conn;
 mod context;
@@ -61,6 +62,7 @@ mod tcp;
 pub mod upgrade;
 mod wire;
 
+pub use auth::Forbidden;
 pub use config::{Overflow, ServerConfig, WebSocketConfig};
 pub use conn::close_code;
 pub use context::{AuthIdentity, Headers, MicroserviceContext, RequestId, WebSocketContext};
