@@ -60,7 +60,6 @@ impl From<Forbidden> for Rejection {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::{AuthIdentity, Error, ErrorCode, HandlerError, Request};
 
     #[test]
