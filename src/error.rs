@@ -98,6 +98,15 @@ pub enum Error {
         /// `std::any::type_name::<T>()`.
         type_name: &'static str,
     },
+    /// Two different modules provide the same type.
+    ProviderConflict {
+        /// `std::any::type_name::<T>()`.
+        type_name: &'static str,
+        /// The module that provided it first.
+        first: &'static str,
+        /// The module that provided it again.
+        second: &'static str,
+    },
     /// A provider's constructor failed during `create()`.
     Provider {
         /// The provider's type.
@@ -300,6 +309,14 @@ impl fmt::Display for Error {
             Error::DuplicateProvider { type_name } => {
                 write!(f, "Type already registered: {type_name}")?
             }
+            Error::ProviderConflict {
+                type_name,
+                first,
+                second,
+            } => write!(
+                f,
+                "Type already registered: {type_name} (provided by `{first}` and by `{second}`)"
+            )?,
             Error::Provider { type_name, .. } => {
                 write!(f, "Failed to construct provider {type_name}")?
             }
