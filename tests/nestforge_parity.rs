@@ -1,0 +1,298 @@
+//! Code from NestForge 1.9's docs and tests, compiled against this crate. The NestForge code
+//! (marked `// NestForge:` with its source) is as written there; only `use` lines differ, plus
+//! the container set-up, which NestForge writes with its `#[module]` proc-macro or
+//! `Container::register` and this crate with `module!`.
+//!
+//! The anyhow parts need no feature: anyhow converts its errors into `HandlerError` itself.
+//! `bail!` directly in a handler body needs this crate's (feature `anyhow`), tested at the end.
+
+mod common;
+
+use std::sync::Mutex;
+
+use anyhow::bail;
+use common::*;
+use nestforge_edge as nestforge; // NestForge: the `nestforge` crate
+use nestforge_edge::prelude::*;
+use nestforge_edge::upgrade::UpgradeRequest;
+use nestforge_edge::{ErrorCode, GuardResult, Rejection, Server};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+// ---- services returning anyhow::Result, as NestForge services do --------------------------
+
+pub struct UsersService {
+    users: Mutex<Vec<String>>,
+}
+
+impl UsersService {
+    pub async fn count(&self) -> anyhow::Result<usize> {
+        Ok(self.users.lock().unwrap().len())
+    }
+
+    pub async fn find(&self, id: usize) -> anyhow::Result<String> {
+        let users = self.users.lock().unwrap();
+        match users.get(id) {
+            Some(name) => Ok(name.clone()),
+            None => bail!("User {id} not found"),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct AuditService {
+    records: Mutex<Vec<u64>>,
+}
+
+impl AuditService {
+    pub async fn record(&self, user_id: u64) -> anyhow::Result<()> {
+        if user_id == 0 {
+            bail!("user 0 is reserved");
+        }
+        self.records.lock().unwrap().push(user_id);
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct CreateUserEvent {
+    pub user_id: u64,
+}
+
+pub struct AppConfig {
+    pub app_name: String,
+}
+
+// ---- a shared module imported by two modules ----------------------------------------------
+
+module! {
+    /// NestForge: `#[module(providers = [AppConfig], exports = [AppConfig])]`.
+    pub struct ConfigModule {
+        providers: [AppConfig { app_name: "edge".into() }],
+    }
+}
+module! {
+    pub struct UsersModule {
+        imports: [ConfigModule],
+        providers: [UsersService { users: Mutex::new(vec!["ada".into(), "grace".into()]) }],
+    }
+}
+module! {
+    pub struct AuditModule {
+        imports: [ConfigModule],
+        providers: [AuditService::default()],
+    }
+}
+module! {
+    pub struct AppModule {
+        imports: [UsersModule, AuditModule],
+        providers: [],
+    }
+}
+
+#[test]
+fn a_shared_module_imported_twice_registers_once() -> nestforge::Result<()> {
+    let providers = AppModule::providers()?;
+    assert_eq!(providers.resolve::<AppConfig>()?.app_name, "edge");
+    assert!(NestForgeFactory::<AppModule>::create().is_ok());
+
+    module! { pub struct OtherConfigModule { providers: [AppConfig { app_name: "x".into() }] } }
+    module! { pub struct Clash { imports: [ConfigModule, OtherConfigModule], providers: [] } }
+    let err = Clash::providers().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("`nestforge_parity::ConfigModule`") && text.contains("OtherConfigModule`"),
+        "{text}"
+    );
+    Ok(())
+}
+
+// ---- the registry of NestForge's docs/microservices.md ------------------------------------
+
+fn registry() -> MicroserviceRegistry {
+    // NestForge: docs/microservices.md, "Registry"
+    let registry = nestforge::MicroserviceRegistry::builder()
+        .message("users.count", |_payload: (), ctx| async move {
+            let service = ctx.resolve::<UsersService>()?;
+            Ok(service.count().await?)
+        })
+        .event(
+            "users.created",
+            |payload: CreateUserEvent, ctx| async move {
+                let audit = ctx.resolve::<AuditService>()?;
+                audit.record(payload.user_id).await?;
+                Ok(())
+            },
+        )
+        // end NestForge
+        .message("users.find", |id: usize, ctx| async move {
+            let service = ctx.resolve::<UsersService>()?;
+            Ok(service.find(id).await?)
+        })
+        .message("admin.stats", |_payload: (), ctx| async move {
+            let identity = ctx.auth_identity().cloned().unwrap_or_default();
+            identity.require_role("admin")?;
+            Ok(json!({
+                "subject": identity.subject,
+                "tenant": identity.claims.get("tenant"),
+                "transport": ctx.transport(),
+            }))
+        })
+        .build();
+    registry
+}
+
+// ---- auth: claims and require_role ---------------------------------------------------------
+
+#[test]
+fn claims_and_require_role() {
+    // NestForge: crates/nestforge-core/src/auth.rs
+    let identity = nestforge::AuthIdentity::new("user-123")
+        .with_roles(["admin"])
+        .with_claim("tenant", json!("acme"));
+    assert!(identity.has_role("admin"));
+    assert!(identity.require_role("admin").is_ok());
+    assert_eq!(identity.claims.get("tenant"), Some(&json!("acme")));
+    let err = identity.require_role("root").unwrap_err();
+    assert_eq!(err.to_string(), "Missing required role `root`");
+    assert_eq!(err.status(), 403);
+}
+
+/// The upgrade guard: a token names the subject; `admin-*` tokens get the admin role and
+/// a tenant claim; only identities with the `device` or `admin` role may connect.
+fn guard(req: &UpgradeRequest) -> impl std::future::Future<Output = GuardResult> + Send {
+    let token = req.token().map(str::to_owned);
+    async move {
+        let token = token.ok_or(Rejection::new(401, "token required"))?;
+        let role = if token.starts_with("admin-") {
+            "admin"
+        } else {
+            "device"
+        };
+        let role = if token == "guest" { "guest" } else { role };
+        let identity = AuthIdentity::new(token)
+            .with_roles([role])
+            .with_claim("tenant", "acme");
+        if identity.require_role("device").is_err() {
+            identity.require_role("admin")?;
+        }
+        Ok(Some(identity))
+    }
+}
+
+// ---- a closure gateway serving the registry, NestForge's example loop ----------------------
+
+fn workflow_server() -> Server {
+    let config = WebSocketConfig::new("/ws").guard(guard);
+    NestForgeFactory::<AppModule>::create()
+        .unwrap()
+        // NestForge: websocket_router(|ctx, socket| async move { .. }), with the loop of
+        // examples/hello-nestforge-websockets/src/ws/events_gateway.rs
+        .with_websocket_gateway_config(
+            |ctx: WebSocketContext, mut socket: WebSocket| async move {
+                let registry = registry();
+                while let Some(Ok(message)) = socket.recv().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                    match handle_websocket_microservice_message(&ctx, &registry, message).await {
+                        Ok(Some(response)) => {
+                            let _ = socket.send(response).await;
+                        }
+                        Ok(None) => {}
+                        Err(err) => {
+                            let _ = socket
+                                .send(Message::Text(format!("error:{err}").into()))
+                                .await;
+                        }
+                    }
+                }
+            },
+            config,
+        )
+        .into_server()
+        .unwrap()
+}
+
+#[test]
+fn closure_gateway_serves_anyhow_handlers_bail_text_and_roles() {
+    let running = spawn(workflow_server());
+    smol::block_on(within(20, async {
+        let mut ws = connect(running.addr, "/ws?access_token=admin-1").await;
+        send_text(
+            &mut ws,
+            r#"{"kind":"message","pattern":"users.count","payload":null}"#,
+        )
+        .await;
+        assert_eq!(
+            next_text(&mut ws).await,
+            r#"{"pattern":"users.count","payload":2,"metadata":{"values":{}}}"#
+        );
+        // anyhow's `bail!` in a service reaches the caller with its text.
+        send_text(
+            &mut ws,
+            r#"{"kind":"message","pattern":"users.find","payload":7}"#,
+        )
+        .await;
+        assert_eq!(next_text(&mut ws).await, "error:User 7 not found");
+        send_text(
+            &mut ws,
+            r#"{"kind":"message","pattern":"users.find","payload":1}"#,
+        )
+        .await;
+        assert!(next_text(&mut ws).await.contains(r#""payload":"grace""#));
+        // an event whose service bails: NestForge's text too.
+        send_text(
+            &mut ws,
+            r#"{"kind":"event","pattern":"users.created","payload":{"user_id":0}}"#,
+        )
+        .await;
+        assert_eq!(next_text(&mut ws).await, "error:user 0 is reserved");
+        send_text(
+            &mut ws,
+            r#"{"kind":"message","pattern":"admin.stats","payload":null}"#,
+        )
+        .await;
+        assert_eq!(
+            next_text(&mut ws).await,
+            r#"{"pattern":"admin.stats","payload":{"subject":"admin-1","tenant":"acme","transport":"websocket"},"metadata":{"values":{}}}"#
+        );
+
+        let mut device = connect(running.addr, "/ws?access_token=sensor-9").await;
+        send_text(
+            &mut device,
+            r#"{"kind":"message","pattern":"admin.stats","payload":null}"#,
+        )
+        .await;
+        assert_eq!(
+            next_text(&mut device).await,
+            "error:Missing required role `admin`"
+        );
+        device.close(None).await.unwrap();
+        ws.close(None).await.unwrap();
+    }));
+    // `require_role` in the guard: a 403 before the upgrade.
+    let answer = http(running.addr, &upgrade_head("/ws?access_token=guest"));
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let served = running.server.stats();
+    assert_eq!(served.rejected_upgrades, 1, "{served:?}");
+    running.stop();
+}
+
+#[test]
+fn forbidden_in_a_handler_is_a_forbidden_error_frame() {
+    let registry = registry();
+    let ctx = WebSocketContext::detached(Providers::default());
+    let frame =
+        Message::Text(r#"{"kind":"message","pattern":"admin.stats","payload":null}"#.into());
+    let err = smol::block_on(handle_websocket_microservice_message(
+        &ctx, &registry, frame,
+    ))
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Forbidden);
+    assert!(
+        err.to_json().contains(r#""code":"forbidden""#),
+        "{}",
+        err.to_json()
+    );
+}
