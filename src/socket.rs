@@ -2,15 +2,19 @@
 //! (framing, batching, timers, closing) is driven by [`Conn`] in `conn.rs`.
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_lite::future::poll_fn;
+use futures_lite::Stream;
+use futures_sink::Sink;
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, Flush, Sending};
 use crate::error::{Error, Result};
 
 /// Where a dropped [`WebSocket`] leaves its connection for the server to close.
@@ -32,15 +36,66 @@ pub struct CloseInfo {
 }
 
 /// One upgraded WebSocket connection: receive with [`recv`](Self::recv), send with
-/// [`send`](Self::send).
+/// [`send`](Self::send); or use it as a [`Stream`] of messages and a [`Sink`] for them
+/// (axum's socket is both, so NestForge gateways that `split()` it compile unchanged).
 ///
 /// Pings are answered automatically (and still returned by `recv`, as in NestForge); the
 /// server pings and closes idle peers per [`WebSocketConfig`](crate::WebSocketConfig). Dropping the socket (or
 /// returning from `on_connect`) does not cut the TCP connection: the server completes the
 /// close handshake (close code 1000, or the code of the error that ended the connection).
+///
+/// # Which to use
+/// - **`recv`/`send`**, in one loop: the plain way and the cheapest (no lock). A reply sent
+///   while more requests are already buffered is flushed with the last reply of the batch.
+/// - **`Stream`/`Sink`** with futures' `StreamExt`/`SinkExt`: when another task must send
+///   while this one reads (`let (mut sender, mut receiver) = socket.split();` and the sender
+///   moved into that task, on the same thread or, the halves being `Send`, another), or to
+///   `forward` a stream of messages into the socket. `SinkExt::send` goes through the same
+///   path as `send`: the same batching, the bounded write buffer (`poll_ready` waits while it
+///   is full; nothing is queued elsewhere) and `send_timeout` for a peer that stops reading.
+///   `SinkExt::feed` fills the write buffer without flushing; `flush` sends it in one write.
+///   `close` sends Close 1000; keep reading the stream for the peer's answer, or return and
+///   let the server complete the handshake.
+///
+/// The socket is closed by the server once `on_connect`'s future ends and the socket (both
+/// halves, after `split`) is dropped.
+///
+/// # Examples
+/// ```
+/// use futures::{SinkExt, StreamExt};
+/// use nestforge_edge::prelude::*;
+///
+/// // A gateway that answers from one task and sends a tick from another (on the same thread).
+/// let gateway = |_ctx: WebSocketContext, socket: WebSocket| async move {
+///     let (mut sender, mut receiver) = socket.split();
+///     let (tx, rx) = futures::channel::mpsc::channel::<Message>(8);
+///     let sending = async move {
+///         let mut rx = rx;
+///         while let Some(message) = rx.next().await {
+///             if sender.send(message).await.is_err() {
+///                 break;
+///             }
+///         }
+///     };
+///     let receiving = async move {
+///         let mut tx = tx;
+///         while let Some(Ok(message)) = receiver.next().await {
+///             if message.is_text() && tx.send(message).await.is_err() {
+///                 break;
+///             }
+///         }
+///     };
+///     futures::join!(sending, receiving);
+/// };
+/// # let _ = NestForgeFactory::<AppModule>::create()?.with_websocket_gateway(gateway);
+/// # module! { struct AppModule { providers: [] } }
+/// # Ok::<(), nestforge_edge::Error>(())
+/// ```
 pub struct WebSocket {
     conn: Option<Box<Conn>>,
     home: Home,
+    /// The `Sink` side's message in progress (at most one).
+    sink: Sending,
 }
 
 impl WebSocket {
@@ -48,7 +103,27 @@ impl WebSocket {
         WebSocket {
             conn: Some(conn),
             home,
+            sink: Sending::default(),
         }
+    }
+
+    /// The connection and the `Sink` state, borrowed apart.
+    fn parts(&mut self) -> (&mut Conn, &mut Sending) {
+        // Only `Drop` takes the connection out.
+        let conn = self.conn.as_mut().expect("connection present until drop");
+        (conn, &mut self.sink)
+    }
+
+    /// Drives the `Sink`'s message; records whether it is parked on the socket.
+    fn poll_sink(&mut self, cx: &mut Context<'_>, flush: Flush) -> Poll<Result<()>> {
+        let (conn, sink) = self.parts();
+        let result = conn.poll_send(cx, sink, flush);
+        conn.park_sink(result.is_pending());
+        if let Poll::Ready(Err(_)) = result {
+            // The connection failed; a reader parked on another task must see it end.
+            conn.wake_reader();
+        }
+        result
     }
 
     fn conn(&mut self) -> &mut Conn {
@@ -98,6 +173,64 @@ impl WebSocket {
             reason: reason.into(),
         })))
         .await
+    }
+}
+
+/// The messages the peer sends, as [`recv`](WebSocket::recv) returns them.
+impl Stream for WebSocket {
+    type Item = Result<Message>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+/// Sends as [`send`](WebSocket::send) does; see "Which to use" on [`WebSocket`].
+impl Sink<Message> for WebSocket {
+    type Error = Error;
+
+    /// Ready once the previous message is in the write buffer (which is flushed to make
+    /// room when full, waiting at most `send_timeout`).
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        if this.sink.message.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_sink(cx, Flush::No)
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<()> {
+        let this = self.get_mut();
+        let (conn, sink) = this.parts();
+        conn.check_open()?;
+        if sink.message.is_some() {
+            // `poll_ready` was skipped: refuse rather than queue.
+            return Err(Error::WebSocket(tungstenite::Error::WriteBufferFull(
+                Box::new(message),
+            )));
+        }
+        sink.message = Some(message);
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_sink(cx, Flush::Batched)
+    }
+
+    /// Flushes, then sends Close 1000 (unless a close is under way) and flushes it.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        if this.sink.message.is_some() {
+            futures_lite::ready!(this.poll_sink(cx, Flush::Batched))?;
+        }
+        let (conn, sink) = this.parts();
+        if conn.can_close() {
+            sink.message = Some(Message::Close(Some(CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            })));
+        }
+        this.poll_sink(cx, Flush::Now)
     }
 }
 

@@ -8,10 +8,13 @@
 
 mod common;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use common::*;
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
 use nestforge_edge as nestforge; // NestForge: the `nestforge` crate
 use nestforge_edge::prelude::*;
 use nestforge_edge::upgrade::UpgradeRequest;
@@ -295,4 +298,138 @@ fn forbidden_in_a_handler_is_a_forbidden_error_frame() {
         "{}",
         err.to_json()
     );
+}
+
+// ---- a gateway on the split socket (axum's `Stream`/`Sink`), the sender in its own task ----
+
+fn split_server(config: WebSocketConfig) -> Server {
+    NestForgeFactory::<AppModule>::create()
+        .unwrap()
+        .with_websocket_gateway_config(
+            // NestForge (axum): the socket split, the sender half moved into its own task
+            // (`tokio::spawn` there, `smol::spawn` here: the halves are `Send`).
+            |ctx: WebSocketContext, socket: WebSocket| async move {
+                let (mut sender, mut receiver) = socket.split();
+                let (mut tx, mut rx) = mpsc::channel::<Message>(16);
+                let send_task = smol::spawn(async move {
+                    while let Some(message) = rx.next().await {
+                        if sender.send(message).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                if let Some(request_id) = ctx.request_id() {
+                    let _ = tx
+                        .send(Message::Text(
+                            format!("connected:{}", request_id.value()).into(),
+                        ))
+                        .await;
+                }
+                while let Some(Ok(message)) = receiver.next().await {
+                    match message {
+                        Message::Text(text) => {
+                            let echo = Message::Text(format!("echo:{text}").into());
+                            if tx.send(echo).await.is_err() {
+                                break;
+                            }
+                        }
+                        Message::Close(_) => break,
+                        _ => {}
+                    }
+                }
+                drop(tx);
+                send_task.await;
+            },
+            config,
+        )
+        .into_server()
+        .unwrap()
+}
+
+#[test]
+fn split_gateway_with_the_sender_in_another_task_serves_a_connection() {
+    let running = spawn(split_server(WebSocketConfig::new("/ws")));
+    smol::block_on(within(20, async {
+        let mut ws = connect(running.addr, "/ws").await;
+        assert!(next_text(&mut ws).await.starts_with("connected:req-"));
+        for i in 0..20 {
+            send_text(&mut ws, &format!("m{i}")).await;
+        }
+        for i in 0..20 {
+            assert_eq!(next_text(&mut ws).await, format!("echo:m{i}"));
+        }
+        ws.close(None).await.unwrap();
+        // The server answers the close and ends the connection.
+        while let Some(Ok(_)) = futures::StreamExt::next(&mut ws).await {}
+    }));
+    running.stop();
+}
+
+#[test]
+fn a_sink_sending_to_a_peer_that_never_reads_hits_the_send_timeout() {
+    let outcome: Arc<Mutex<Option<(usize, Duration, String)>>> = Arc::default();
+    let seen = Arc::clone(&outcome);
+    let config = WebSocketConfig::new("/ws")
+        .max_write_buffer_size(64 * 1024)
+        .send_timeout(Duration::from_millis(300))
+        .ping_interval(None);
+    let server = NestForgeFactory::<AppModule>::create()
+        .unwrap()
+        .with_websocket_gateway_config(
+            move |_ctx: WebSocketContext, socket: WebSocket| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    let (mut sender, mut receiver) = socket.split();
+                    // Another task on the same thread.
+                    let tasks = async_executor::Executor::new();
+                    tasks
+                        .run(async {
+                            let sending = tasks.spawn(async move {
+                                let started = Instant::now();
+                                let chunk = Message::Binary(vec![7u8; 4096].into());
+                                let mut sent = 0;
+                                let err = loop {
+                                    match sender.send(chunk.clone()).await {
+                                        Ok(()) => sent += 1,
+                                        Err(e) => break e,
+                                    }
+                                };
+                                *seen.lock().unwrap() =
+                                    Some((sent, started.elapsed(), err.to_string()));
+                            });
+                            while let Some(Ok(_)) = receiver.next().await {}
+                            sending.await;
+                        })
+                        .await;
+                }
+            },
+            config,
+        )
+        .into_server()
+        .unwrap();
+    let running = spawn(server);
+    // Upgrades, then never reads.
+    let client = raw_upgrade(running.addr, "/ws");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (sent, after, err) = loop {
+        if let Some(outcome) = outcome.lock().unwrap().clone() {
+            break outcome;
+        }
+        assert!(Instant::now() < deadline, "the sender never gave up");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Bounded: what the kernel's socket buffers and the 64 KiB write buffer hold, no more.
+    assert!(sent * 4096 < 16 * 1024 * 1024, "{sent} messages accepted");
+    assert!(after < Duration::from_secs(5), "gave up after {after:?}");
+    assert!(
+        err.contains("timed out") || err.contains("Timed out"),
+        "{err}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running.server.stats().closes_with(1008) != 1 {
+        assert!(Instant::now() < deadline, "{:?}", running.server.stats());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(client);
+    running.stop();
 }
