@@ -109,19 +109,6 @@ pub(crate) fn normalize_endpoint(endpoint: &str) -> String {
     }
 }
 
-/// By-value setters, one per field: `name: Type;` gives `pub fn name(self, name: Type)`.
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
-        $(#[$doc])*
-        pub fn $name(mut self, $name: $ty) -> Self {
-            self.$name = $name;
-            self
-        }
-    )*};
-}
-#[cfg(feature = "mqtt")]
-pub(crate) use setters;
-
 impl WebSocketConfig {
     /// Defaults with `endpoint` (normalised).
     pub fn new(endpoint: impl Into<String>) -> Self {

@@ -243,12 +243,6 @@ impl WebSocketContext {
         }
     }
 
-    /// Whether both are the same context (not merely equal).
-    #[cfg(feature = "mqtt")]
-    pub(crate) fn ptr_eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
-    }
-
     /// A context outside any connection, over `providers` (for tests and tools).
     pub fn detached(providers: Providers) -> Self {
         WebSocketContext::from_inner(ContextInner {

@@ -259,6 +259,20 @@ impl Error {
         }
     }
 
+    /// The same error for the request with id `id` (the registry's entry point knows no ids).
+    #[cold]
+    pub(crate) fn with_request_id(mut self, id: Option<&RawValue>) -> Self {
+        let request = match &mut self {
+            Error::UnknownPattern { request, .. }
+            | Error::BadPayload { request, .. }
+            | Error::Handler { request, .. }
+            | Error::Serialize { request, .. } => request,
+            _ => return self,
+        };
+        request.id = id.map(RawValue::to_owned);
+        self
+    }
+
     /// Renders the JSON error frame
     /// `{"id":..,"pattern":..,"error":{"code":"..","message":"..","detail":".."}}`.
     ///

@@ -37,12 +37,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+#[macro_use]
+mod macros;
+
 mod auth;
 mod config;
 mod conn;
 mod context;
 mod counter;
 mod error;
+mod extension;
 mod factory;
 mod gateway;
 mod guard;

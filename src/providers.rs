@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{Error, HandlerError, Result};
+use crate::extension::{Extension, Installed};
 
 type Slot = (TypeId, &'static str, Arc<dyn Any + Send + Sync>);
 
@@ -31,6 +32,8 @@ type Slot = (TypeId, &'static str, Arc<dyn Any + Send + Sync>);
 #[derive(Clone, Default)]
 pub struct Providers {
     slots: Arc<[Slot]>,
+    /// The transport extension, also registered as a provider (see `extension.rs`).
+    extension: Installed,
 }
 
 impl Providers {
@@ -65,15 +68,26 @@ impl Providers {
         self.slots.is_empty()
     }
 
-    /// A copy with `value` added as the provider of `T` (which must not be registered).
-    #[cfg(feature = "mqtt")]
-    pub(crate) fn with<T: Send + Sync + 'static>(&self, value: T) -> Result<Providers> {
+    /// A copy with `value` added as the provider of `T` (which must not be registered) and
+    /// installed as the extension (one per server).
+    // Only optional transports install one.
+    #[allow(dead_code)]
+    pub(crate) fn with_extension<T: Extension>(&self, value: T) -> Result<Providers> {
+        let value = Arc::new(value);
         let mut builder = ProvidersBuilder {
             slots: self.slots.to_vec(),
             ..ProvidersBuilder::default()
         };
-        builder.provide(value)?;
-        Ok(builder.build())
+        builder.provide_arc(Arc::clone(&value))?;
+        Ok(Providers {
+            extension: Installed::new(value),
+            ..builder.build()
+        })
+    }
+
+    /// The installed extension, if any.
+    pub(crate) fn extension(&self) -> Option<&dyn Extension> {
+        self.extension.get()
     }
 
     fn find(&self, id: TypeId) -> Option<&Arc<dyn Any + Send + Sync>> {
@@ -180,6 +194,7 @@ impl ProvidersBuilder {
         self.slots.sort_unstable_by_key(|slot| slot.0);
         Providers {
             slots: self.slots.into(),
+            extension: Installed::default(),
         }
     }
 }

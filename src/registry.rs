@@ -7,9 +7,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use std::io::Write;
+
+use bytes::buf::Writer;
 use bytes::{BufMut, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use tungstenite::protocol::frame::Utf8Bytes;
 use tungstenite::Message;
 
@@ -18,55 +22,32 @@ use crate::error::{Error, HandlerError, Request, Result};
 use crate::log::event;
 use crate::wire::{reply_prefix, reply_suffix, Kind, RequestFrame, TransportMetadata};
 
-/// Output of a message handler's future: the whole reply frame.
-type ReplyFuture = Pin<Box<dyn Future<Output = Result<Utf8Bytes, Failure>> + Send>>;
-type EventFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
-type MessageRoute = Box<
-    dyn Fn(&str, MicroserviceContext, ReplyHead) -> Result<ReplyFuture, serde_json::Error>
-        + Send
-        + Sync,
->;
-type EventRoute =
-    Box<dyn Fn(&str, MicroserviceContext) -> Result<EventFuture, serde_json::Error> + Send + Sync>;
+/// Output of a handler's future: a message's reply payload (serialized), or `None` for an
+/// event.
+type RouteFuture = Pin<Box<dyn Future<Output = Result<Option<Utf8Bytes>, Failure>> + Send>>;
+/// A handler behind its payload decoding.
+type Route =
+    Box<dyn Fn(&str, MicroserviceContext) -> Result<RouteFuture, serde_json::Error> + Send + Sync>;
 
 enum Failure {
+    Payload(serde_json::Error),
     Handler(HandlerError),
     Serialize(serde_json::Error),
 }
 
-/// What a reply needs besides its payload, owned so that the handler's future can carry it
-/// without allocating (ids up to 32 bytes stay inline; the pattern is the registry's).
-struct ReplyHead {
-    id: Option<EchoId>,
-    pattern: Arc<str>,
-    metadata: TransportMetadata,
-}
-
-/// A request id, verbatim JSON.
-enum EchoId {
-    Inline(u8, [u8; 32]),
-    Heap(Box<str>),
-}
-
-impl EchoId {
-    fn new(raw: &str) -> Self {
-        let mut inline = [0u8; 32];
-        match inline.get_mut(..raw.len()) {
-            Some(slot) => {
-                slot.copy_from_slice(raw.as_bytes());
-                EchoId::Inline(raw.len() as u8, inline)
-            }
-            None => EchoId::Heap(raw.into()),
-        }
-    }
-
-    fn as_str(&self) -> &str {
+impl Failure {
+    /// The error for a request to `pattern` (without id) in the `kind` namespace.
+    #[cold]
+    fn into_error(self, kind: Kind, pattern: &str) -> Error {
+        let request = Request::new(None, pattern);
         match self {
-            // Copied whole from a `str`.
-            EchoId::Inline(len, bytes) => {
-                std::str::from_utf8(&bytes[..*len as usize]).unwrap_or("")
-            }
-            EchoId::Heap(id) => id,
+            Failure::Payload(source) => Error::BadPayload {
+                kind,
+                request,
+                source,
+            },
+            Failure::Handler(source) => Error::Handler { request, source },
+            Failure::Serialize(source) => Error::Serialize { request, source },
         }
     }
 }
@@ -80,29 +61,42 @@ thread_local! {
 /// Largest reply buffer kept for reuse.
 const KEEP_REPLY_BUFFER: usize = 64 * 1024;
 
-impl ReplyHead {
-    /// Writes the whole reply frame for `payload`.
-    fn compose<R: Serialize>(&self, payload: &R) -> Result<Utf8Bytes, serde_json::Error> {
-        REPLY.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            buf.clear();
-            buf.reserve(128 + self.pattern.len());
-            let mut out = (&mut *buf).writer();
-            reply_prefix(
-                &mut out,
-                self.id.as_ref().map(EchoId::as_str),
-                &self.pattern,
-            );
-            serde_json::to_writer(&mut out, payload)?;
-            reply_suffix(&mut out, &self.metadata);
-            let reply = buf.split().freeze();
-            if buf.capacity() > KEEP_REPLY_BUFFER {
-                *buf = BytesMut::new();
-            }
-            // Only JSON text was written.
-            Ok(Utf8Bytes::try_from(reply).unwrap_or_default())
-        })
-    }
+/// Writes with `write` into the reply buffer and splits the result off (one copy of this
+/// code for every handler type).
+fn write_reply(reserve: usize, write: &mut dyn FnMut(&mut Writer<&mut BytesMut>)) -> Utf8Bytes {
+    REPLY.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.clear();
+        buf.reserve(reserve);
+        write(&mut (&mut *buf).writer());
+        let reply = buf.split().freeze();
+        if buf.capacity() > KEEP_REPLY_BUFFER {
+            *buf = BytesMut::new();
+        }
+        // Only JSON text is written.
+        Utf8Bytes::try_from(reply).unwrap_or_default()
+    })
+}
+
+/// Serializes a handler's reply payload.
+fn reply_payload<R: Serialize>(payload: &R) -> Result<Utf8Bytes, serde_json::Error> {
+    let mut result = Ok(());
+    let reply = write_reply(128, &mut |out| result = serde_json::to_writer(out, payload));
+    result.map(|()| reply)
+}
+
+/// The WebSocket reply frame for a request's `id`, `pattern` and `metadata`.
+fn reply_frame(
+    id: Option<&RawValue>,
+    pattern: &str,
+    payload: &str,
+    metadata: &TransportMetadata,
+) -> Utf8Bytes {
+    write_reply(64 + pattern.len() + payload.len(), &mut |out| {
+        reply_prefix(out, id.map(RawValue::get), pattern);
+        let _ = out.write_all(payload.as_bytes());
+        reply_suffix(out, metadata);
+    })
 }
 
 /// The pattern table: message handlers (they reply) and event handlers (they do not),
@@ -130,8 +124,8 @@ pub struct MicroserviceRegistry {
 
 #[derive(Default)]
 struct Routes {
-    messages: HashMap<Arc<str>, MessageRoute>,
-    events: HashMap<Arc<str>, EventRoute>,
+    messages: HashMap<Arc<str>, Route>,
+    events: HashMap<Arc<str>, Route>,
 }
 
 impl MicroserviceRegistry {
@@ -162,88 +156,89 @@ impl MicroserviceRegistry {
 
     /// Decodes one request frame and runs its handler. See
     /// [`handle_websocket_microservice_message`].
-    pub async fn dispatch(
+    pub(crate) async fn dispatch(
         &self,
         ctx: &WebSocketContext,
         bytes: &[u8],
     ) -> Result<Option<Utf8Bytes>> {
-        let mut frame = RequestFrame::decode(bytes)?;
-        let request = || Request::new(frame.id, &frame.pattern);
+        let frame = RequestFrame::decode(bytes)?;
+        let payload = frame.payload.unwrap_or(RawValue::NULL);
+        let extension = ctx.providers().extension();
         match frame.kind {
             Kind::Message => {
-                let Some((pattern, route)) = self.routes.messages.get_key_value(&*frame.pattern)
-                else {
-                    #[cfg(feature = "mqtt")]
-                    if let Some(bridge) = ctx.providers().get::<crate::mqtt::MqttBridge>() {
-                        if bridge.forwards(&frame.pattern) {
-                            return bridge.forward(&frame).await.map(Some);
-                        }
+                // The reply carries the metadata too: one copy (none when it is empty, as
+                // it usually is).
+                let metadata = frame.metadata.clone();
+                let result = self
+                    .call(Kind::Message, &frame.pattern, payload, metadata, ctx)
+                    .await;
+                let reply = match result {
+                    Ok(reply) => reply.unwrap_or_default(),
+                    Err(Error::UnknownPattern { .. }) if extension.is_some() => {
+                        let request = Request::new(frame.id, &frame.pattern);
+                        let forwarded = extension
+                            .and_then(|extension| extension.on_unknown_message(&request, payload));
+                        let Some(forwarded) = forwarded else {
+                            return Err(Error::UnknownPattern {
+                                kind: Kind::Message,
+                                request,
+                            });
+                        };
+                        let response = forwarded.await?;
+                        let frame =
+                            reply_frame(frame.id, &frame.pattern, response.get(), &frame.metadata);
+                        return Ok(Some(frame));
                     }
-                    return Err(Error::UnknownPattern {
-                        kind: Kind::Message,
-                        request: request(),
-                    });
+                    Err(err) => return Err(err.with_request_id(frame.id)),
                 };
-                // The handler owns its context and the reply needs the metadata afterwards:
-                // one copy (none when it is empty, as it usually is).
-                let metadata = std::mem::take(&mut frame.metadata);
-                let head = ReplyHead {
-                    id: frame.id.map(|id| EchoId::new(id.get())),
-                    pattern: Arc::clone(pattern),
-                    metadata: metadata.clone(),
-                };
-                let mctx = MicroserviceContext::new(ctx.clone(), Arc::clone(pattern), metadata);
-                let future = route(frame.payload_json(), mctx, head).map_err(|source| {
-                    Error::BadPayload {
-                        kind: Kind::Message,
-                        request: request(),
-                        source,
-                    }
-                })?;
-                let reply = future.await.map_err(|failure| match failure {
-                    Failure::Handler(source) => Error::Handler {
-                        request: request(),
-                        source,
-                    },
-                    Failure::Serialize(source) => Error::Serialize {
-                        request: request(),
-                        source,
-                    },
-                })?;
-                Ok(Some(reply))
+                Ok(Some(reply_frame(
+                    frame.id,
+                    &frame.pattern,
+                    &reply,
+                    &frame.metadata,
+                )))
             }
             Kind::Event => {
-                #[cfg(feature = "mqtt")]
-                let published = ctx
-                    .providers()
-                    .get::<crate::mqtt::MqttBridge>()
-                    .is_some_and(|bridge| bridge.publish_event(ctx, &frame));
-                let Some((pattern, route)) = self.routes.events.get_key_value(&*frame.pattern)
-                else {
-                    #[cfg(feature = "mqtt")]
-                    if published {
-                        return Ok(None);
-                    }
-                    return Err(Error::UnknownPattern {
-                        kind: Kind::Event,
-                        request: request(),
-                    });
-                };
-                let payload = frame.payload.map_or("null", |raw| raw.get());
-                let mctx =
-                    MicroserviceContext::new(ctx.clone(), Arc::clone(pattern), frame.metadata);
-                let future = route(payload, mctx).map_err(|source| Error::BadPayload {
-                    kind: Kind::Event,
-                    request: request(),
-                    source,
-                })?;
-                future.await.map_err(|source| Error::Handler {
-                    request: request(),
-                    source,
-                })?;
-                Ok(None)
+                let carried = extension.is_some_and(|e| e.on_event(&frame.pattern, payload));
+                let result = self
+                    .call(Kind::Event, &frame.pattern, payload, frame.metadata, ctx)
+                    .await;
+                match result {
+                    Err(Error::UnknownPattern { .. }) if carried => Ok(None),
+                    result => result.map_err(|err| err.with_request_id(frame.id)),
+                }
             }
         }
+    }
+
+    /// Runs the handler of `pattern` in the `kind` namespace with `payload`, in a context
+    /// over `ctx` with `metadata`: the transport-neutral entry point (WebSocket frames and
+    /// broker requests alike). A message gives its reply payload as JSON text, an event
+    /// `None`. Errors carry the pattern but no request id.
+    pub(crate) async fn call(
+        &self,
+        kind: Kind,
+        pattern: &str,
+        payload: &RawValue,
+        metadata: TransportMetadata,
+        ctx: &WebSocketContext,
+    ) -> Result<Option<Utf8Bytes>> {
+        let routes = match kind {
+            Kind::Message => &self.routes.messages,
+            Kind::Event => &self.routes.events,
+        };
+        let Some((key, route)) = routes.get_key_value(pattern) else {
+            return Err(Error::UnknownPattern {
+                kind,
+                request: Request::new(None, pattern),
+            });
+        };
+        let mctx = MicroserviceContext::new(ctx.clone(), Arc::clone(key), metadata);
+        let future = route(payload.get(), mctx)
+            .map_err(|source| Failure::Payload(source).into_error(kind, pattern))?;
+        future
+            .await
+            .map_err(|failure| failure.into_error(kind, pattern))
     }
 }
 
@@ -276,11 +271,11 @@ impl MicroserviceRegistryBuilder {
         F: Fn(P, MicroserviceContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
     {
-        let route: MessageRoute = Box::new(move |payload, ctx, head| {
+        let route: Route = Box::new(move |payload, ctx| {
             let future = handler(serde_json::from_str::<P>(payload)?, ctx);
             Ok(Box::pin(async move {
                 let reply = future.await.map_err(Failure::Handler)?;
-                head.compose(&reply).map_err(Failure::Serialize)
+                reply_payload(&reply).map(Some).map_err(Failure::Serialize)
             }))
         });
         let pattern: Arc<str> = pattern.into().into();
@@ -303,8 +298,12 @@ impl MicroserviceRegistryBuilder {
         F: Fn(P, MicroserviceContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let route: EventRoute = Box::new(move |payload, ctx| {
-            Ok(Box::pin(handler(serde_json::from_str::<P>(payload)?, ctx)))
+        let route: Route = Box::new(move |payload, ctx| {
+            let future = handler(serde_json::from_str::<P>(payload)?, ctx);
+            Ok(Box::pin(async move {
+                future.await.map_err(Failure::Handler)?;
+                Ok(None)
+            }))
         });
         let pattern: Arc<str> = pattern.into().into();
         if self

@@ -97,10 +97,8 @@ impl Server {
         }
         event!(info, "listening on {local:?}");
         let tasks = Tasks::new();
-        #[cfg(feature = "mqtt")]
-        if let Some(bridge) = self.shared.providers.get::<crate::mqtt::MqttBridge>() {
-            let (bridge, providers) = (bridge.clone(), self.shared.providers.clone());
-            tasks.spawn(async move { bridge.run(providers).await });
+        if let Some(extension) = self.shared.providers.extension() {
+            tasks.spawn(extension.background_task(self.shared.providers.clone()));
         }
         let main = async {
             loop {

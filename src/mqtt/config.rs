@@ -134,8 +134,6 @@ impl Default for MqttConfig {
     }
 }
 
-use crate::config::setters;
-
 impl MqttConfig {
     /// Defaults with the broker `url`.
     pub fn new(url: impl Into<String>) -> Self {

@@ -21,7 +21,9 @@ pub use config::{Forward, MqttConfig, Protocol, Qos};
 use crate::counter::Counter;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -30,15 +32,14 @@ use event_listener::{Event, EventListener};
 use futures_lite::future::or;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tungstenite::protocol::frame::Utf8Bytes;
 use tungstenite::Message;
 
-use crate::context::WebSocketContext;
 use crate::error::{Error, Request, Result};
+use crate::extension::{Extension, ExtensionFuture};
 use crate::providers::Providers;
 use crate::push::{Broadcast, Connections, PushError};
 use crate::registry::MicroserviceRegistry;
-use crate::wire::{reply_prefix, reply_suffix, RequestFrame};
+use crate::wire::Kind;
 
 use codec::Level;
 
@@ -127,8 +128,6 @@ struct Inner {
     /// Link or subscription state changed (waiters of forwarded requests).
     changed: Event,
     connections: OnceLock<Arc<Connections>>,
-    /// The context handlers of broker requests run in (set while the session runs).
-    ctx: Mutex<Option<WebSocketContext>>,
     counters: Counters,
 }
 
@@ -217,7 +216,6 @@ impl MqttBridge {
                 wake: Event::new(),
                 changed: Event::new(),
                 connections: OnceLock::new(),
-                ctx: Mutex::new(None),
                 counters: Counters::default(),
             }),
         })
@@ -320,36 +318,30 @@ impl MqttBridge {
         }
     }
 
-    /// Publishes a WebSocket event (from `ctx`) to the broker; `true` when the pattern is
+    /// Publishes an event from a WebSocket client to the broker; `true` when the pattern is
     /// one the bridge carries (whether or not the link is up: events are at most once).
-    pub(crate) fn publish_event(&self, ctx: &WebSocketContext, frame: &RequestFrame<'_>) -> bool {
+    /// Events from the broker are handled without coming back here.
+    fn publish_event(&self, pattern: &str, data: &RawValue) -> bool {
         let inner = &*self.inner;
-        if !inner.config.publish_events || !publishable(&frame.pattern) {
-            return false;
-        }
-        // Events from the broker are handled without going back to it.
-        if lock(&inner.ctx).as_ref().is_some_and(|own| own.ptr_eq(ctx)) {
+        if !inner.config.publish_events || !publishable(pattern) {
             return false;
         }
         let payload = format!(
             "{{\"pattern\":{},\"data\":{}}}",
-            serde_json::Value::from(&*frame.pattern),
-            frame.payload_json()
+            serde_json::Value::from(pattern),
+            data.get()
         );
         let qos = u8::from(inner.config.event_qos == Qos::AtLeastOnce);
-        if inner.level == Level::V311
-            && inner.config.serve
-            && inner.registry.has_event(&frame.pattern)
-        {
+        if inner.level == Level::V311 && inner.config.serve && inner.registry.has_event(pattern) {
             let mut state = lock(&inner.state);
             if state.echoes.len() == ECHO_MEMORY {
                 state.echoes.pop_front();
             }
             state
                 .echoes
-                .push_back(fingerprint(&frame.pattern, payload.as_bytes()));
+                .push_back(fingerprint(pattern, payload.as_bytes()));
         }
-        if inner.publish(&frame.pattern, payload.as_bytes(), qos) {
+        if inner.publish(pattern, payload.as_bytes(), qos) {
             bump(&inner.counters.events_out);
         } else {
             bump(&inner.counters.dropped);
@@ -357,15 +349,14 @@ impl MqttBridge {
         true
     }
 
-    /// Sends a request frame to the broker and waits for its reply, composed as the
-    /// WebSocket reply frame with the client's own `id`.
-    pub(crate) async fn forward(&self, frame: &RequestFrame<'_>) -> Result<Utf8Bytes> {
+    /// Sends a request to the broker and waits for its reply's payload.
+    async fn forward(&self, request: Request, data: Box<RawValue>) -> Result<Box<RawValue>> {
         let inner = &*self.inner;
-        let request = || Request::new(frame.id, &frame.pattern);
-        let pattern: &str = &frame.pattern;
+        let pattern: &str = &request.pattern;
+        let request = || request.clone();
         if !publishable(pattern) {
             return Err(Error::UnknownPattern {
-                kind: crate::wire::Kind::Message,
+                kind: Kind::Message,
                 request: request(),
             });
         }
@@ -435,7 +426,7 @@ impl MqttBridge {
             let payload = format!(
                 "{{\"pattern\":{},\"data\":{},\"id\":\"{id}\"}}",
                 serde_json::Value::from(pattern),
-                frame.payload_json()
+                data.get()
             );
             state.pending.insert(id.clone(), Arc::clone(&slot));
             let mut packet = Vec::with_capacity(payload.len() + pattern.len() + 8);
@@ -463,12 +454,7 @@ impl MqttBridge {
         match outcome {
             Outcome::Response(response) => {
                 bump(&inner.counters.replied);
-                let mut out = Vec::with_capacity(64 + pattern.len() + response.get().len());
-                reply_prefix(&mut out, frame.id.map(RawValue::get), pattern);
-                out.extend_from_slice(response.get().as_bytes());
-                reply_suffix(&mut out, &frame.metadata);
-                // JSON text only.
-                Ok(String::from_utf8(out).unwrap_or_default().into())
+                Ok(response)
             }
             Outcome::Failed(detail) => Err(Error::Remote {
                 request: request(),
@@ -478,6 +464,29 @@ impl MqttBridge {
             }),
             Outcome::Disconnected => Err(unavailable("the broker link went down")),
         }
+    }
+}
+
+impl Extension for MqttBridge {
+    fn on_unknown_message(
+        &self,
+        request: &Request,
+        payload: &RawValue,
+    ) -> Option<ExtensionFuture<Result<Box<RawValue>>>> {
+        if !self.forwards(&request.pattern) {
+            return None;
+        }
+        let (bridge, request, data) = (self.clone(), request.clone(), payload.to_owned());
+        Some(Box::pin(async move { bridge.forward(request, data).await }))
+    }
+
+    fn on_event(&self, pattern: &str, payload: &RawValue) -> bool {
+        self.publish_event(pattern, payload)
+    }
+
+    fn background_task(&self, providers: Providers) -> Pin<Box<dyn Future<Output = ()>>> {
+        let bridge = self.clone();
+        Box::pin(async move { bridge.run(providers).await })
     }
 }
 
@@ -601,6 +610,7 @@ async fn notified_before(listener: EventListener, deadline: Instant) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::RequestFrame;
 
     #[test]
     fn urls() {
@@ -636,7 +646,9 @@ mod tests {
             MqttBridge::new(MqttConfig::default(), MicroserviceRegistry::default()).unwrap();
         let frame =
             RequestFrame::decode(br#"{"kind":"message","pattern":"remote.p","id":7}"#).unwrap();
-        let err = futures_lite::future::block_on(bridge.forward(&frame)).unwrap_err();
+        let request = Request::new(frame.id, &frame.pattern);
+        let data = RawValue::NULL.to_owned();
+        let err = futures_lite::future::block_on(bridge.forward(request, data)).unwrap_err();
         assert_eq!(err.code().as_str(), "unavailable");
         assert_eq!(
             err.to_json(),

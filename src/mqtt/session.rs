@@ -25,6 +25,7 @@ use crate::context::{ContextInner, Headers, RequestId, WebSocketContext};
 use crate::log::event;
 use crate::providers::Providers;
 use crate::push::Connections;
+use crate::wire::{Kind, TransportMetadata};
 
 /// Filters per SUBSCRIBE packet.
 const FILTERS_PER_SUBSCRIBE: usize = 16;
@@ -46,7 +47,6 @@ pub(super) async fn run(inner: Arc<Inner>, providers: Providers) {
         identity: None,
         protocol: None,
     });
-    *lock(&inner.ctx) = Some(ctx.clone());
     let _stop = Stopped(&inner);
     let min = inner.config.reconnect_min.max(Duration::from_millis(1));
     let max = inner.config.reconnect_max.max(min);
@@ -75,7 +75,6 @@ struct Stopped<'a>(&'a Inner);
 impl Drop for Stopped<'_> {
     fn drop(&mut self) {
         link_down(self.0);
-        *lock(&self.0.ctx) = None;
     }
 }
 
@@ -422,12 +421,6 @@ struct PushPacket {
     data: String,
 }
 
-#[derive(Deserialize)]
-struct LocalReply<'a> {
-    #[serde(borrow)]
-    payload: &'a RawValue,
-}
-
 /// Routes a PUBLISH by its topic.
 fn route(
     inner: &Arc<Inner>,
@@ -475,35 +468,31 @@ fn route(
     // Bare JSON (no `pattern`, no `data`) is the data itself, as NestJS reads it.
     let (id, data) = match &packet {
         Some(p) if p.pattern.is_some() || p.data.is_some() => {
-            (p.id, p.data.map_or("null", RawValue::get))
+            (p.id, p.data.unwrap_or(RawValue::NULL))
         }
-        _ => (None, whole.get()),
+        _ => (None, whole),
     };
     let registry = inner.registry.clone();
     let ctx = ctx.clone();
-    let topic_json = serde_json::Value::from(topic).to_string();
+    let (pattern, data): (Box<str>, Box<RawValue>) = (topic.into(), data.to_owned());
     match id {
         Some(id) if registry.has_message(topic) => {
             if !matches!(id.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9')) {
                 return malformed();
             }
-            let frame =
-                format!("{{\"kind\":\"message\",\"pattern\":{topic_json},\"payload\":{data}}}");
             let id = id.get().to_owned();
             let reply_topic = format!("{topic}/reply");
             let inner = Arc::clone(inner);
             Some(Box::pin(async move {
-                let result = registry.dispatch(&ctx, frame.as_bytes()).await;
+                let metadata = TransportMetadata::default();
+                let result = registry
+                    .call(Kind::Message, &pattern, &data, metadata, &ctx)
+                    .await;
                 bump(&inner.counters.served);
                 let body = match result {
-                    Ok(Some(reply)) => match serde_json::from_str::<LocalReply<'_>>(reply.as_str())
-                    {
-                        Ok(r) => format!(
-                            "{{\"id\":{id},\"response\":{},\"isDisposed\":true}}",
-                            r.payload.get()
-                        ),
-                        Err(_) => error_reply(&id, "Internal server error"),
-                    },
+                    Ok(Some(response)) => {
+                        format!("{{\"id\":{id},\"response\":{response},\"isDisposed\":true}}")
+                    }
                     Ok(None) => format!("{{\"id\":{id},\"response\":null,\"isDisposed\":true}}"),
                     Err(err) => error_reply(&id, &err.to_string()),
                 };
@@ -528,12 +517,13 @@ fn route(
                     return None;
                 }
             }
-            let frame =
-                format!("{{\"kind\":\"event\",\"pattern\":{topic_json},\"payload\":{data}}}");
             let inner = Arc::clone(inner);
             Some(Box::pin(async move {
                 bump(&inner.counters.events_in);
-                let _ = registry.dispatch(&ctx, frame.as_bytes()).await;
+                let metadata = TransportMetadata::default();
+                let _ = registry
+                    .call(Kind::Event, &pattern, &data, metadata, &ctx)
+                    .await;
                 None
             }))
         }
