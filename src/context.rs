@@ -268,6 +268,11 @@ impl WebSocketContext {
         &self.inner.providers
     }
 
+    /// NestForge's name for [`providers`](Self::providers).
+    pub fn container(&self) -> &Providers {
+        &self.inner.providers
+    }
+
     /// The connection id, unique per server, counting from 1.
     pub fn connection_id(&self) -> u64 {
         self.inner.connection_id
@@ -332,7 +337,7 @@ impl WebSocketContext {
         pattern: impl Into<String>,
         metadata: TransportMetadata,
     ) -> MicroserviceContext {
-        MicroserviceContext::new(self.clone(), Arc::from(pattern.into()), metadata)
+        MicroserviceContext::for_connection(self.clone(), Arc::from(pattern.into()), metadata)
     }
 }
 
@@ -348,7 +353,7 @@ impl fmt::Debug for WebSocketContext {
 }
 
 /// What a message or event handler receives besides its payload: providers, the pattern,
-/// the request metadata, the transport (`"websocket"`) and the connection's ids.
+/// the request metadata, the transport (`"websocket"` for frames) and the connection's ids.
 ///
 /// Built per dispatched frame without allocating (reference counts only).
 #[derive(Clone)]
@@ -356,10 +361,13 @@ pub struct MicroserviceContext {
     ws: WebSocketContext,
     pattern: Arc<str>,
     metadata: TransportMetadata,
+    /// `None`: `"websocket"`, the connection's.
+    transport: Option<Arc<str>>,
 }
 
 impl MicroserviceContext {
-    pub(crate) fn new(
+    /// A context for a frame received on the connection `ws`.
+    pub(crate) fn for_connection(
         ws: WebSocketContext,
         pattern: Arc<str>,
         metadata: TransportMetadata,
@@ -368,7 +376,75 @@ impl MicroserviceContext {
             ws,
             pattern,
             metadata,
+            transport: None,
         }
+    }
+
+    /// A context outside any connection (NestForge's constructor, same argument order), for
+    /// [`MicroserviceRegistry::dispatch_message`](crate::MicroserviceRegistry::dispatch_message)
+    /// from code and tests. As in NestForge, the request id and the identity are the
+    /// providers of those types, when registered.
+    ///
+    /// # Examples
+    /// ```
+    /// use nestforge_edge::{MicroserviceContext, Providers, TransportMetadata};
+    ///
+    /// let ctx = MicroserviceContext::new(
+    ///     Providers::default(),
+    ///     "grpc",
+    ///     "users.count",
+    ///     TransportMetadata::new(),
+    /// );
+    /// assert_eq!((ctx.transport(), ctx.pattern()), ("grpc", "users.count"));
+    /// ```
+    pub fn new(
+        container: Providers,
+        transport: impl Into<String>,
+        pattern: impl Into<String>,
+        metadata: TransportMetadata,
+    ) -> Self {
+        Self::with_transport(
+            container,
+            Arc::from(transport.into()),
+            &pattern.into(),
+            metadata,
+        )
+    }
+
+    /// [`new`](Self::new) with a shared transport name.
+    pub(crate) fn with_transport(
+        providers: Providers,
+        transport: Arc<str>,
+        pattern: &str,
+        metadata: TransportMetadata,
+    ) -> Self {
+        let request_id = providers.get::<RequestId>().cloned();
+        let identity = providers.get::<AuthIdentity>().cloned();
+        let mut ws = WebSocketContext::detached(providers);
+        if request_id.is_some() || identity.is_some() {
+            ws = WebSocketContext::from_inner(ContextInner {
+                providers: ws.inner.providers.clone(),
+                connection_id: 0,
+                request_id: request_id.unwrap_or_else(|| ws.inner.request_id.clone()),
+                path: ws.inner.path.clone(),
+                query: None,
+                headers: Headers::default(),
+                peer_addr: None,
+                identity,
+                protocol: None,
+            });
+        }
+        MicroserviceContext {
+            ws,
+            pattern: Arc::from(pattern),
+            metadata,
+            transport: Some(transport),
+        }
+    }
+
+    /// The providers (NestForge's container).
+    pub fn container(&self) -> &Providers {
+        self.ws.providers()
     }
 
     /// The provider of type `T`.
@@ -386,9 +462,10 @@ impl MicroserviceContext {
         &self.metadata
     }
 
-    /// The transport name: `"websocket"`.
+    /// The transport name: `"websocket"` for frames, else the one given to
+    /// [`new`](Self::new) (the in-process client's: `"in-process"` unless set).
     pub fn transport(&self) -> &str {
-        "websocket"
+        self.transport.as_deref().unwrap_or("websocket")
     }
 
     /// The connection's request id.
@@ -401,7 +478,7 @@ impl MicroserviceContext {
         self.ws.auth_identity()
     }
 
-    /// The connection this request arrived on.
+    /// The connection this request arrived on (a detached one outside connections).
     pub fn websocket(&self) -> &WebSocketContext {
         &self.ws
     }
@@ -411,7 +488,7 @@ impl fmt::Debug for MicroserviceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MicroserviceContext")
             .field("pattern", &self.pattern)
-            .field("transport", &"websocket")
+            .field("transport", &self.transport())
             .field("connection_id", &self.ws.connection_id())
             .finish_non_exhaustive()
     }

@@ -88,6 +88,23 @@ pub enum Error {
         /// serde_json's reason.
         source: serde_json::Error,
     },
+    /// An envelope's payload could not be serialized to JSON
+    /// ([`MessageEnvelope::new`](crate::MessageEnvelope::new), the client's `send`/`emit`).
+    EncodePayload {
+        /// Message or event.
+        kind: Kind,
+        /// The request being built.
+        request: Request,
+        /// serde_json's reason.
+        source: serde_json::Error,
+    },
+    /// A reply did not deserialize into the type the client's `send` asked for.
+    DecodeReply {
+        /// The request that was answered.
+        request: Request,
+        /// serde_json's reason.
+        source: serde_json::Error,
+    },
     /// `resolve::<T>()` asked for a type no module provided.
     TypeNotRegistered {
         /// `std::any::type_name::<T>()`.
@@ -249,6 +266,8 @@ impl Error {
         match self {
             Error::UnknownPattern { request, .. }
             | Error::BadPayload { request, .. }
+            | Error::EncodePayload { request, .. }
+            | Error::DecodeReply { request, .. }
             | Error::Handler { request, .. }
             | Error::Serialize { request, .. } => Some(request),
             #[cfg(feature = "mqtt")]
@@ -290,7 +309,9 @@ impl Error {
     /// The cause shown by `{:#}` and in the `detail` field of error frames.
     pub(crate) fn detail(&self) -> Option<&dyn std::error::Error> {
         match self {
-            Error::BadPayload { source, .. } => Some(source),
+            Error::BadPayload { source, .. }
+            | Error::EncodePayload { source, .. }
+            | Error::DecodeReply { source, .. } => Some(source),
             Error::Provider { source, .. } => Some(&**source),
             #[cfg(feature = "mqtt")]
             Error::Remote {
@@ -317,6 +338,12 @@ impl fmt::Display for Error {
             }
             Error::Handler { source, .. } => fmt::Display::fmt(source, f)?,
             Error::Serialize { .. } => f.write_str("Failed to serialize message response")?,
+            Error::EncodePayload { kind, .. } => {
+                write!(f, "Failed to serialize {} payload", kind.as_str())?
+            }
+            Error::DecodeReply { .. } => {
+                f.write_str("Failed to deserialize microservice response")?
+            }
             Error::TypeNotRegistered { type_name } => {
                 write!(f, "Type not registered: {type_name}")?
             }
@@ -381,7 +408,9 @@ impl std::error::Error for Error {
         match self {
             Error::BadFrame { source } => Some(source),
             Error::BadPayload { source, .. } => Some(source),
-            Error::Serialize { source, .. } => Some(source),
+            Error::Serialize { source, .. }
+            | Error::EncodePayload { source, .. }
+            | Error::DecodeReply { source, .. } => Some(source),
             Error::Handler { source, .. } | Error::Provider { source, .. } => Some(&**source),
             Error::WebSocket(e) => Some(e),
             Error::Io(e) => Some(e),

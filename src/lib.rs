@@ -41,10 +41,12 @@
 mod macros;
 
 mod auth;
+mod client;
 mod config;
 mod conn;
 mod context;
 mod counter;
+mod envelope;
 mod error;
 mod extension;
 mod factory;
@@ -67,9 +69,11 @@ pub mod upgrade;
 mod wire;
 
 pub use auth::Forbidden;
+pub use client::{InProcessMicroserviceClient, MicroserviceClient};
 pub use config::{Overflow, ServerConfig, WebSocketConfig};
 pub use conn::close_code;
 pub use context::{AuthIdentity, Headers, MicroserviceContext, RequestId, WebSocketContext};
+pub use envelope::{EventEnvelope, MessageEnvelope};
 #[doc(hidden)]
 pub use error::__private;
 pub use error::{Error, ErrorCode, HandlerError, Request, Result};
@@ -98,9 +102,10 @@ pub type WebSocketMicroserviceKind = Kind;
 pub mod prelude {
     pub use crate::{
         handle_websocket_microservice_message, module, AuthIdentity, CloseFrame, Connections,
-        Error, HandlerError, Message, MicroserviceContext, MicroserviceRegistry, Module,
-        NestForgeFactory, Providers, ProvidersBuilder, RequestId, ServerConfig, TransportMetadata,
-        Utf8Bytes, WebSocket, WebSocketConfig, WebSocketContext, WebSocketFuture, WebSocketGateway,
+        Error, EventEnvelope, HandlerError, InProcessMicroserviceClient, Message, MessageEnvelope,
+        MicroserviceClient, MicroserviceContext, MicroserviceRegistry, Module, NestForgeFactory,
+        Providers, ProvidersBuilder, RequestId, ServerConfig, TransportMetadata, Utf8Bytes,
+        WebSocket, WebSocketConfig, WebSocketContext, WebSocketFuture, WebSocketGateway,
     };
 }
 

@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -432,4 +433,164 @@ fn a_sink_sending_to_a_peer_that_never_reads_hits_the_send_timeout() {
     }
     drop(client);
     running.stop();
+}
+
+// ---- envelopes and the in-process client ---------------------------------------------------
+
+#[derive(Clone)]
+struct Counter(Arc<AtomicUsize>);
+
+#[test]
+fn envelope_dispatch_for_a_message_and_an_event() -> anyhow::Result<()> {
+    smol::block_on(async {
+        let registry = registry();
+        let container = AppModule::providers()?;
+        // NestForge: docs/microservices.md, "Dispatch"
+        let envelope = nestforge::MessageEnvelope::new("users.count", ())?;
+        let ctx = nestforge::MicroserviceContext::new(
+            container.clone(),
+            "grpc",
+            "users.count",
+            nestforge::TransportMetadata::new(),
+        );
+
+        let response = registry.dispatch_message(envelope, ctx).await?;
+        // end NestForge
+        assert_eq!(response, json!(2));
+
+        let envelope = nestforge::EventEnvelope::new("users.created", json!({ "user_id": 5 }))?;
+        let ctx = nestforge::MicroserviceContext::new(
+            container.clone(),
+            "test",
+            "users.created",
+            nestforge::TransportMetadata::new(),
+        );
+        registry.dispatch_event(envelope, ctx).await?;
+        let audit = container.resolve::<AuditService>()?;
+        assert_eq!(*audit.records.lock().unwrap(), vec![5]);
+
+        // Unknown patterns and bad payloads are this crate's errors, with their codes.
+        let ctx =
+            || MicroserviceContext::new(container.clone(), "test", "x", TransportMetadata::new());
+        let err = registry
+            .dispatch_message(MessageEnvelope::new("nope", ())?, ctx())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::UnknownPattern);
+        assert_eq!(err.to_string(), "No message handler registered for `nope`");
+        let err = registry
+            .dispatch_event(EventEnvelope::new("users.created", "not an object")?, ctx())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadPayload);
+        assert_eq!(err.to_string(), "Failed to deserialize event payload");
+        // A service's `bail!` through an envelope: the text, the handler_error code.
+        let err = registry
+            .dispatch_message(MessageEnvelope::new("users.find", 9)?, ctx())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.to_string(), err.code()),
+            ("User 9 not found".into(), ErrorCode::HandlerError)
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn in_process_client_sends_and_emits() {
+    smol::block_on(async {
+        // NestForge: crates/nestforge/tests/microservices_registry.rs (the container is
+        // `Providers` here: empty, as `Container::new()` is there)
+        let container = Providers::default();
+        let registry = nestforge::MicroserviceRegistry::builder()
+            .message(
+                "users.count",
+                |_payload: (), _ctx| async move { Ok(42usize) },
+            )
+            .build();
+        let client = nestforge::InProcessMicroserviceClient::new(container, registry)
+            .with_transport("test-client");
+
+        let response: usize = client
+            .send("users.count", ())
+            .await
+            .expect("response should deserialize");
+
+        assert_eq!(response, 42);
+
+        let counter = Arc::new(AtomicUsize::new(0));
+        let registry = nestforge::MicroserviceRegistry::builder()
+            .event("users.created", {
+                let counter = Arc::clone(&counter);
+                move |_payload: (), _ctx| {
+                    let counter = Arc::clone(&counter);
+                    async move {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        Ok(())
+                    }
+                }
+            })
+            .build();
+        let client = nestforge::InProcessMicroserviceClient::new(Providers::default(), registry);
+
+        client
+            .emit("users.created", ())
+            .await
+            .expect("event should dispatch");
+
+        assert_eq!(counter.load(Ordering::Relaxed), 1);
+        // end NestForge
+    });
+}
+
+#[test]
+fn the_client_handler_sees_the_transport_metadata_and_providers() {
+    let registry = MicroserviceRegistry::builder()
+        .message("whoami", |_: (), ctx| async move {
+            let config = ctx.resolve::<AppConfig>()?;
+            Ok(json!({
+                "transport": ctx.transport(),
+                "pattern": ctx.pattern(),
+                "trace": ctx.metadata().get("trace"),
+                "app": config.app_name,
+            }))
+        })
+        .message("count", |_: (), ctx| async move {
+            Ok(ctx.resolve::<Counter>()?.0.fetch_add(1, Ordering::Relaxed))
+        })
+        .build();
+    let mut providers = Providers::builder();
+    providers
+        .provide(AppConfig {
+            app_name: "edge".into(),
+        })
+        .unwrap()
+        .provide(Counter(Arc::default()))
+        .unwrap();
+    let client = InProcessMicroserviceClient::new(providers.build(), registry)
+        .with_transport("in-proc-test")
+        .with_metadata(TransportMetadata::new().insert("trace", "t-1"));
+    // The futures are `Send`: they may run on another thread.
+    let reply = std::thread::spawn({
+        let client = client.clone();
+        move || smol::block_on(client.send::<_, serde_json::Value>("whoami", ()))
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        reply,
+        json!({"transport": "in-proc-test", "pattern": "whoami", "trace": "t-1", "app": "edge"})
+    );
+    // `send` decodes the reply into `R`, or says it could not.
+    let n: u64 = smol::block_on(client.send("count", ())).unwrap();
+    assert_eq!(n, 0);
+    let err = smol::block_on(client.send::<_, String>("count", ())).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Failed to deserialize microservice response"
+    );
+    let err = smol::block_on(client.emit("count", ())).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UnknownPattern);
 }
