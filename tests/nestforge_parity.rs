@@ -594,3 +594,46 @@ fn the_client_handler_sees_the_transport_metadata_and_providers() {
     let err = smol::block_on(client.emit("count", ())).unwrap_err();
     assert_eq!(err.code(), ErrorCode::UnknownPattern);
 }
+
+// ---- `bail!`/`ensure!` directly in a handler body (feature `anyhow`) -----------------------
+
+/// NestForge handlers may `bail!` in their own body; with `use nestforge_edge::{bail,
+/// ensure};` instead of `use anyhow::{bail, ensure};` the same lines compile here.
+#[cfg(feature = "anyhow")]
+#[test]
+fn bail_and_ensure_in_a_handler_body_reach_the_caller_with_their_text() {
+    use nestforge_edge::{bail, ensure}; // NestForge: use anyhow::{bail, ensure};
+
+    let registry = MicroserviceRegistry::builder()
+        .message("users.get", |id: u32, ctx| async move {
+            let service = ctx.resolve::<UsersService>()?;
+            ensure!(id < 1000, "id {} out of range", id);
+            if id == 0 {
+                bail!("User {id} not found");
+            }
+            Ok(service.find(id as usize).await?)
+        })
+        .build();
+    let ctx = WebSocketContext::detached(AppModule::providers().unwrap());
+    let text = |frame: &str| {
+        let message = Message::Text(frame.to_owned().into());
+        match smol::block_on(handle_websocket_microservice_message(
+            &ctx, &registry, message,
+        )) {
+            Ok(reply) => reply.unwrap().into_text().unwrap().to_string(),
+            Err(err) => format!("error:{err}"),
+        }
+    };
+    assert_eq!(
+        text(r#"{"kind":"message","pattern":"users.get","payload":0}"#),
+        "error:User 0 not found"
+    );
+    assert_eq!(
+        text(r#"{"kind":"message","pattern":"users.get","payload":5000}"#),
+        "error:id 5000 out of range"
+    );
+    assert_eq!(
+        text(r#"{"kind":"message","pattern":"users.get","payload":1}"#),
+        r#"{"pattern":"users.get","payload":"grace","metadata":{"values":{}}}"#
+    );
+}
