@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::guard::Guard;
+use crate::push::Overflow;
 
 /// Per-gateway settings: the endpoint and the per-connection limits.
 ///
@@ -65,16 +66,6 @@ pub struct WebSocketConfig {
     pub protocols: Vec<String>,
     /// The upgrade guard (see [`WebSocketConfig::guard`]). Default none.
     pub(crate) guard: Option<Arc<dyn Guard>>,
-}
-
-/// What a push to a connection with a full outbound queue does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Overflow {
-    /// Drop the message; the connection stays.
-    Drop,
-    /// Close the connection with 1008 (policy violation: slow consumer).
-    Close,
 }
 
 impl Default for WebSocketConfig {

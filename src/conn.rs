@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_io::Timer;
 use futures_lite::future::poll_fn;
@@ -26,8 +26,22 @@ use crate::error::{Error, Result};
 use crate::log::event;
 use crate::push::{Drained, Outbox};
 use crate::shutdown::Signal;
-use crate::socket::CloseInfo;
 use crate::stats::Stats;
+
+/// How a connection ended, as reported to `on_disconnect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseInfo {
+    /// The close code: the peer's (it closed), ours (we closed or failed the connection), or
+    /// 1006 when the connection dropped without a close frame.
+    pub code: u16,
+    /// The reason text that went with the code.
+    pub reason: String,
+    /// Whether the peer initiated the close.
+    pub by_peer: bool,
+    /// How long the connection was open (after the upgrade).
+    pub duration: Duration,
+}
 
 /// Any byte stream a connection can run on.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::auth::Forbidden;
 use crate::error::Result;
 use crate::providers::Providers;
+use crate::upgrade::Headers;
 use crate::wire::TransportMetadata;
 
 /// A request id, `req-<unix_ms>-<seq>` (NestForge's format), one per connection.
@@ -130,90 +131,6 @@ impl AuthIdentity {
     }
 }
 
-/// The upgrade request's headers: read-only, bounded by the configured head limits.
-/// Names are matched case-insensitively. Stored in one buffer (two allocations in all).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Headers {
-    /// Names and values, back to back.
-    data: Box<[u8]>,
-    /// Per header: where its name and its value are in `data`.
-    spans: Box<[Span]>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Span {
-    name: (u32, u32),
-    value: (u32, u32),
-}
-
-impl Headers {
-    /// Copies `(name, value)` pairs (from a parsed head, so bounded by the head size).
-    pub(crate) fn collect<'h>(pairs: impl Iterator<Item = (&'h str, &'h [u8])> + Clone) -> Self {
-        let total = pairs.clone().map(|(n, v)| n.len() + v.len()).sum();
-        let mut data = Vec::with_capacity(total);
-        let mut spans = Vec::with_capacity(pairs.size_hint().0);
-        let mut push = |bytes: &[u8]| {
-            let start = data.len() as u32;
-            data.extend_from_slice(bytes);
-            (start, bytes.len() as u32)
-        };
-        for (name, value) in pairs {
-            spans.push(Span {
-                name: push(name.as_bytes()),
-                value: push(value),
-            });
-        }
-        Headers {
-            data: data.into(),
-            spans: spans.into(),
-        }
-    }
-
-    fn slice(&self, (start, len): (u32, u32)) -> &[u8] {
-        &self.data[start as usize..(start + len) as usize]
-    }
-
-    /// The first value of header `name` as text, if present and valid UTF-8.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.get_bytes(name)
-            .and_then(|v| std::str::from_utf8(v).ok())
-    }
-
-    /// The first value of header `name`, raw.
-    pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    }
-
-    /// All headers in request order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.spans.iter().map(|span| {
-            // Names come from a parsed head: HTTP tokens, which are ASCII.
-            let name = std::str::from_utf8(self.slice(span.name)).unwrap_or("");
-            (name, self.slice(span.value))
-        })
-    }
-
-    /// Number of headers.
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
-}
-
-impl fmt::Debug for Headers {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))))
-            .finish()
-    }
-}
-
 /// Per-connection context handed to [`WebSocketGateway::on_connect`](crate::WebSocketGateway):
 /// the frozen providers, the connection and request ids, the upgrade request (path, query,
 /// headers), the peer address and the identity set by the upgrade guard.
@@ -224,10 +141,15 @@ pub struct WebSocketContext {
     inner: Arc<ContextInner>,
 }
 
-pub(crate) struct ContextInner {
-    pub(crate) providers: Providers,
-    pub(crate) connection_id: u64,
-    pub(crate) request_id: RequestId,
+struct ContextInner {
+    providers: Providers,
+    connection_id: u64,
+    request_id: RequestId,
+    handshake: Handshake,
+}
+
+/// What a context knows of its upgrade request and of who made it.
+pub(crate) struct Handshake {
     pub(crate) path: Box<str>,
     pub(crate) query: Option<Box<str>>,
     pub(crate) headers: Headers,
@@ -236,26 +158,46 @@ pub(crate) struct ContextInner {
     pub(crate) protocol: Option<Box<str>>,
 }
 
-impl WebSocketContext {
-    pub(crate) fn from_inner(inner: ContextInner) -> Self {
-        WebSocketContext {
-            inner: Arc::new(inner),
-        }
-    }
-
-    /// A context outside any connection, over `providers` (for tests and tools).
-    pub fn detached(providers: Providers) -> Self {
-        WebSocketContext::from_inner(ContextInner {
-            providers,
-            connection_id: 0,
-            request_id: RequestId::new("detached"),
-            path: "/".into(),
+impl Handshake {
+    /// No upgrade request: a context made by the crate itself, named `path`.
+    pub(crate) fn internal(path: &str) -> Self {
+        Handshake {
+            path: path.into(),
             query: None,
             headers: Headers::default(),
             peer_addr: None,
             identity: None,
             protocol: None,
-        })
+        }
+    }
+}
+
+impl WebSocketContext {
+    /// The one constructor.
+    pub(crate) fn new(
+        providers: Providers,
+        connection_id: u64,
+        request_id: RequestId,
+        handshake: Handshake,
+    ) -> Self {
+        WebSocketContext {
+            inner: Arc::new(ContextInner {
+                providers,
+                connection_id,
+                request_id,
+                handshake,
+            }),
+        }
+    }
+
+    /// A context outside any connection, over `providers` (for tests and tools).
+    pub fn detached(providers: Providers) -> Self {
+        WebSocketContext::new(
+            providers,
+            0,
+            RequestId::new("detached"),
+            Handshake::internal("/"),
+        )
     }
 
     /// The provider of type `T` (`Type not registered: <type name>` otherwise).
@@ -285,12 +227,12 @@ impl WebSocketContext {
 
     /// The upgrade request's path, without the query.
     pub fn path(&self) -> &str {
-        &self.inner.path
+        &self.inner.handshake.path
     }
 
     /// The upgrade request's query string (after `?`), if any.
     pub fn query(&self) -> Option<&str> {
-        self.inner.query.as_deref()
+        self.inner.handshake.query.as_deref()
     }
 
     /// The value of query parameter `name` (first occurrence, not percent-decoded).
@@ -300,32 +242,33 @@ impl WebSocketContext {
 
     /// The upgrade request's headers.
     pub fn headers(&self) -> &Headers {
-        &self.inner.headers
+        &self.inner.handshake.headers
     }
 
     /// The peer's address, when the transport has one.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.inner.peer_addr
+        self.inner.handshake.peer_addr
     }
 
     /// The subprotocol selected in the 101 response, if any.
     pub fn protocol(&self) -> Option<&str> {
-        self.inner.protocol.as_deref()
+        self.inner.handshake.protocol.as_deref()
     }
 
     /// The identity the upgrade guard attached, if any.
     pub fn auth_identity(&self) -> Option<&AuthIdentity> {
-        self.inner.identity.as_ref()
+        self.inner.handshake.identity.as_ref()
     }
 
     /// Whether the upgrade guard attached an identity.
     pub fn is_authenticated(&self) -> bool {
-        self.inner.identity.is_some()
+        self.inner.handshake.identity.is_some()
     }
 
     /// Whether the identity has `role`; `false` when anonymous.
     pub fn has_role(&self, role: &str) -> bool {
         self.inner
+            .handshake
             .identity
             .as_ref()
             .is_some_and(|i| i.has_role(role))
@@ -346,8 +289,8 @@ impl fmt::Debug for WebSocketContext {
         f.debug_struct("WebSocketContext")
             .field("connection_id", &self.inner.connection_id)
             .field("request_id", &self.inner.request_id)
-            .field("path", &self.inner.path)
-            .field("peer_addr", &self.inner.peer_addr)
+            .field("path", &self.inner.handshake.path)
+            .field("peer_addr", &self.inner.handshake.peer_addr)
             .finish_non_exhaustive()
     }
 }
@@ -418,22 +361,13 @@ impl MicroserviceContext {
         pattern: &str,
         metadata: TransportMetadata,
     ) -> Self {
-        let request_id = providers.get::<RequestId>().cloned();
-        let identity = providers.get::<AuthIdentity>().cloned();
-        let mut ws = WebSocketContext::detached(providers);
-        if request_id.is_some() || identity.is_some() {
-            ws = WebSocketContext::from_inner(ContextInner {
-                providers: ws.inner.providers.clone(),
-                connection_id: 0,
-                request_id: request_id.unwrap_or_else(|| ws.inner.request_id.clone()),
-                path: ws.inner.path.clone(),
-                query: None,
-                headers: Headers::default(),
-                peer_addr: None,
-                identity,
-                protocol: None,
-            });
-        }
+        let request_id = providers
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId::new("detached"));
+        let mut handshake = Handshake::internal("/");
+        handshake.identity = providers.get::<AuthIdentity>().cloned();
+        let ws = WebSocketContext::new(providers, 0, request_id, handshake);
         MicroserviceContext {
             ws,
             pattern: Arc::from(pattern),

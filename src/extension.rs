@@ -1,9 +1,10 @@
-//! The extension point of the core: what an optional transport (the MQTT bridge) plugs into,
-//! so that the registry and the server know nothing about it.
+//! The extension point of the core: what an optional transport (the MQTT bridge) plugs
+//! into, so that the registry and the server know nothing about it. An extension is
+//! installed as a provider; without a transport compiled in (the `cfg`s below list them),
+//! looking it up compiles away.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
@@ -13,8 +14,7 @@ use crate::providers::Providers;
 /// A future an extension hands to the core.
 pub(crate) type ExtensionFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// Hooks a transport installs next to the providers
-/// ([`Providers::with_extension`]).
+/// The hooks of a transport.
 pub(crate) trait Extension: Send + Sync + 'static {
     /// A WebSocket request for a message pattern no local handler serves: the reply's
     /// payload, or `None` when the extension does not serve `request.pattern` either.
@@ -28,38 +28,33 @@ pub(crate) trait Extension: Send + Sync + 'static {
     /// extension carried it (then it is not an unknown pattern without a local handler).
     fn on_event(&self, pattern: &str, payload: &RawValue) -> bool;
 
-    /// A task to run on the server's thread while it serves.
+    /// A task to run on the server's thread while it serves `providers`.
     fn background_task(&self, providers: Providers) -> Pin<Box<dyn Future<Output = ()>>>;
 }
 
-/// Where [`Providers`] keep the installed extension. Without a transport that can install
-/// one it holds nothing, so that the core's hook calls compile away.
-#[derive(Clone, Default)]
-pub(crate) struct Installed {
-    #[cfg(feature = "mqtt")]
-    extension: Option<Arc<dyn Extension>>,
+/// The provider an extension is installed as.
+#[cfg(feature = "mqtt")]
+struct Installed(std::sync::Arc<dyn Extension>);
+
+/// A copy of `providers` with `extension` added as the provider of `T` and installed (one
+/// extension per server: a second one is [`Error::DuplicateProvider`](crate::Error)).
+#[cfg(feature = "mqtt")]
+pub(crate) fn install<T: Extension + Clone>(
+    providers: &Providers,
+    extension: T,
+) -> Result<Providers> {
+    let installed = Installed(std::sync::Arc::new(extension.clone()));
+    providers.with(extension)?.with(installed)
 }
 
-impl Installed {
-    /// Installs `extension`.
-    pub(crate) fn new(extension: Arc<dyn Extension>) -> Self {
-        #[cfg(feature = "mqtt")]
-        return Installed {
-            extension: Some(extension),
-        };
-        #[cfg(not(feature = "mqtt"))]
-        {
-            drop(extension);
-            Installed {}
-        }
-    }
-
-    /// The extension, if one was installed.
-    #[inline]
-    pub(crate) fn get(&self) -> Option<&dyn Extension> {
-        #[cfg(feature = "mqtt")]
-        return self.extension.as_deref();
-        #[cfg(not(feature = "mqtt"))]
+/// The installed extension, if any.
+#[inline]
+pub(crate) fn installed(providers: &Providers) -> Option<&dyn Extension> {
+    #[cfg(feature = "mqtt")]
+    return providers.get::<Installed>().map(|installed| &*installed.0);
+    #[cfg(not(feature = "mqtt"))]
+    {
+        let _ = providers;
         None
     }
 }

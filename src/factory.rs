@@ -97,7 +97,7 @@ impl<M> NestForgeFactory<M> {
         registry: crate::MicroserviceRegistry,
     ) -> Result<Self> {
         let bridge = crate::mqtt::MqttBridge::new(config, registry)?;
-        self.providers = self.providers.with_extension(bridge)?;
+        self.providers = crate::extension::install(&self.providers, bridge)?;
         Ok(self)
     }
 

@@ -70,9 +70,9 @@ mod wire;
 
 pub use auth::Forbidden;
 pub use client::{InProcessMicroserviceClient, MicroserviceClient};
-pub use config::{Overflow, ServerConfig, WebSocketConfig};
-pub use conn::close_code;
-pub use context::{AuthIdentity, Headers, MicroserviceContext, RequestId, WebSocketContext};
+pub use config::{ServerConfig, WebSocketConfig};
+pub use conn::{close_code, CloseInfo};
+pub use context::{AuthIdentity, MicroserviceContext, RequestId, WebSocketContext};
 pub use envelope::{EventEnvelope, MessageEnvelope};
 #[doc(hidden)]
 pub use error::__private;
@@ -81,18 +81,18 @@ pub use factory::NestForgeFactory;
 pub use gateway::{WebSocketFuture, WebSocketGateway};
 pub use guard::{Guard, GuardFuture, GuardResult};
 pub use providers::{Module, Providers, ProvidersBuilder};
-pub use push::{Broadcast, Connections, PushError};
+pub use push::{Broadcast, Connections, Overflow, PushError};
 pub use registry::{
     handle_websocket_microservice_message, MicroserviceRegistry, MicroserviceRegistryBuilder,
 };
 pub use serve::serve_patterns;
 pub use server::Server;
 pub use shutdown::ShutdownHandle;
-pub use socket::{CloseInfo, WebSocket};
+pub use socket::WebSocket;
 pub use stats::StatsSnapshot;
 pub use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 pub use tungstenite::{Bytes, Message};
-pub use upgrade::Rejection;
+pub use upgrade::{Headers, Rejection};
 pub use wire::{Kind, RequestFrame, TransportMetadata};
 
 /// NestForge's name for [`Kind`].

@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{Error, HandlerError, Result};
-use crate::extension::{Extension, Installed};
 
 type Slot = (TypeId, &'static str, Arc<dyn Any + Send + Sync>);
 
@@ -32,8 +31,6 @@ type Slot = (TypeId, &'static str, Arc<dyn Any + Send + Sync>);
 #[derive(Clone, Default)]
 pub struct Providers {
     slots: Arc<[Slot]>,
-    /// The transport extension, also registered as a provider (see `extension.rs`).
-    extension: Installed,
 }
 
 impl Providers {
@@ -68,26 +65,16 @@ impl Providers {
         self.slots.is_empty()
     }
 
-    /// A copy with `value` added as the provider of `T` (which must not be registered) and
-    /// installed as the extension (one per server).
-    // Only optional transports install one.
+    /// A copy with `value` added as the provider of `T` (which must not be registered).
+    // Only optional transports add providers after `create()`.
     #[allow(dead_code)]
-    pub(crate) fn with_extension<T: Extension>(&self, value: T) -> Result<Providers> {
-        let value = Arc::new(value);
+    pub(crate) fn with<T: Send + Sync + 'static>(&self, value: T) -> Result<Providers> {
         let mut builder = ProvidersBuilder {
             slots: self.slots.to_vec(),
             ..ProvidersBuilder::default()
         };
-        builder.provide_arc(Arc::clone(&value))?;
-        Ok(Providers {
-            extension: Installed::new(value),
-            ..builder.build()
-        })
-    }
-
-    /// The installed extension, if any.
-    pub(crate) fn extension(&self) -> Option<&dyn Extension> {
-        self.extension.get()
+        builder.provide(value)?;
+        Ok(builder.build())
     }
 
     fn find(&self, id: TypeId) -> Option<&Arc<dyn Any + Send + Sync>> {
@@ -194,7 +181,6 @@ impl ProvidersBuilder {
         self.slots.sort_unstable_by_key(|slot| slot.0);
         Providers {
             slots: self.slots.into(),
-            extension: Installed::default(),
         }
     }
 }

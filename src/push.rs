@@ -7,8 +7,6 @@ use std::task::Waker;
 
 use tungstenite::Message;
 
-use crate::config::Overflow;
-
 /// The open connections, to push to one by id, to a room, or to all.
 ///
 /// Provided automatically by [`NestForgeFactory::create`](crate::NestForgeFactory): resolve it
@@ -188,6 +186,16 @@ impl fmt::Debug for Connections {
             .field("rooms", &table.rooms.len())
             .finish()
     }
+}
+
+/// What a push to a connection with a full outbound queue does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Drop the message; the connection stays.
+    Drop,
+    /// Close the connection with 1008 (policy violation: slow consumer).
+    Close,
 }
 
 /// One connection's bounded outbound queue.

@@ -20,6 +20,7 @@ use tungstenite::Message;
 use crate::context::{MicroserviceContext, WebSocketContext};
 use crate::envelope::{EventEnvelope, MessageEnvelope};
 use crate::error::{Error, HandlerError, Request, Result};
+use crate::extension;
 use crate::log::event;
 use crate::wire::{reply_prefix, reply_suffix, Kind, RequestFrame, TransportMetadata};
 
@@ -164,7 +165,7 @@ impl MicroserviceRegistry {
     ) -> Result<Option<Utf8Bytes>> {
         let frame = RequestFrame::decode(bytes)?;
         let payload = frame.payload.unwrap_or(RawValue::NULL);
-        let extension = ctx.providers().extension();
+        let extension = extension::installed(ctx.providers());
         match frame.kind {
             Kind::Message => {
                 // The reply carries the metadata too: one copy (none when it is empty, as

@@ -15,15 +15,16 @@ use std::pin::Pin;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::config::{ServerConfig, WebSocketConfig};
-use crate::conn::{Conn, Io};
-use crate::context::{ContextInner, RequestId, WebSocketContext};
+use crate::conn::{CloseInfo, Conn, Io};
+use crate::context::{Handshake, RequestId, WebSocketContext};
 use crate::error::Result;
+use crate::extension;
 use crate::gateway::WebSocketGateway;
 use crate::log::event;
 use crate::providers::Providers;
 use crate::push::{Connections, Outbox};
 use crate::shutdown::{ShutdownHandle, Signal};
-use crate::socket::{CloseInfo, Home, WebSocket};
+use crate::socket::{Home, WebSocket};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tasks::Tasks;
 use crate::tcp::Tcp;
@@ -97,7 +98,7 @@ impl Server {
         }
         event!(info, "listening on {local:?}");
         let tasks = Tasks::new();
-        if let Some(extension) = self.shared.providers.extension() {
+        if let Some(extension) = extension::installed(&self.shared.providers) {
             tasks.spawn(extension.background_task(self.shared.providers.clone()));
         }
         let main = async {
@@ -355,17 +356,15 @@ impl Shared {
         let head_len = request.head_len();
         let (path, query, headers) = request.into_parts();
         buf.drain(..head_len);
-        let ctx = WebSocketContext::from_inner(ContextInner {
-            providers: self.providers.clone(),
-            connection_id: id,
-            request_id,
+        let handshake = Handshake {
             path,
             query,
             headers,
             peer_addr,
             identity,
             protocol,
-        });
+        };
+        let ctx = WebSocketContext::new(self.providers.clone(), id, request_id, handshake);
         Ok((mount, ctx, buf))
     }
 

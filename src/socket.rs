@@ -5,7 +5,6 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures_lite::future::poll_fn;
 use futures_lite::Stream;
@@ -19,21 +18,6 @@ use crate::error::{Error, Result};
 
 /// Where a dropped [`WebSocket`] leaves its connection for the server to close.
 pub(crate) type Home = Arc<Mutex<Option<Box<Conn>>>>;
-
-/// How a connection ended, as reported to `on_disconnect`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CloseInfo {
-    /// The close code: the peer's (it closed), ours (we closed or failed the connection), or
-    /// 1006 when the connection dropped without a close frame.
-    pub code: u16,
-    /// The reason text that went with the code.
-    pub reason: String,
-    /// Whether the peer initiated the close.
-    pub by_peer: bool,
-    /// How long the connection was open (after the upgrade).
-    pub duration: Duration,
-}
 
 /// One upgraded WebSocket connection: receive with [`recv`](Self::recv), send with
 /// [`send`](Self::send); or use it as a [`Stream`] of messages and a [`Sink`] for them

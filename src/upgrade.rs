@@ -17,8 +17,6 @@
 
 use std::fmt;
 
-use crate::context::Headers;
-
 /// The result of parsing input that may be incomplete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status<T> {
@@ -69,6 +67,41 @@ impl UpgradeRequest {
     }
     pub(crate) fn into_parts(self) -> (Box<str>, Option<Box<str>>, Headers) {
         (self.path, self.query, self.headers)
+    }
+
+    /// The credential a client presented, from the first of: an `Authorization: Bearer`
+    /// header (scheme case-insensitive), an `access_token` query parameter, or a
+    /// `Sec-WebSocket-Protocol` entry `bearer.<token>` (browsers can set neither headers nor,
+    /// comfortably, queries on a WebSocket; they must also offer a real subprotocol for the
+    /// server to select).
+    pub fn token(&self) -> Option<&str> {
+        let h = self.headers();
+        if let Some(auth) = h.get("authorization") {
+            if let Some((scheme, token)) = auth.trim().split_once(' ') {
+                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
+                    return Some(token.trim());
+                }
+            }
+        }
+        if let Some(token) = self.query_param("access_token").filter(|t| !t.is_empty()) {
+            return Some(token);
+        }
+        h.iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(','))
+            .find_map(|p| p.trim().strip_prefix("bearer.").filter(|t| !t.is_empty()))
+    }
+
+    /// The subprotocols the client offered, in its order.
+    pub fn offered_protocols(&self) -> impl Iterator<Item = &str> {
+        self.headers()
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
     }
 }
 
@@ -300,6 +333,90 @@ fn status_text(status: u16) -> &'static str {
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Error",
+    }
+}
+
+/// The upgrade request's headers: read-only, bounded by the configured head limits.
+/// Names are matched case-insensitively. Stored in one buffer (two allocations in all).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    /// Names and values, back to back.
+    data: Box<[u8]>,
+    /// Per header: where its name and its value are in `data`.
+    spans: Box<[Span]>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl Headers {
+    /// Copies `(name, value)` pairs (from a parsed head, so bounded by the head size).
+    pub(crate) fn collect<'h>(pairs: impl Iterator<Item = (&'h str, &'h [u8])> + Clone) -> Self {
+        let total = pairs.clone().map(|(n, v)| n.len() + v.len()).sum();
+        let mut data = Vec::with_capacity(total);
+        let mut spans = Vec::with_capacity(pairs.size_hint().0);
+        let mut push = |bytes: &[u8]| {
+            let start = data.len() as u32;
+            data.extend_from_slice(bytes);
+            (start, bytes.len() as u32)
+        };
+        for (name, value) in pairs {
+            spans.push(Span {
+                name: push(name.as_bytes()),
+                value: push(value),
+            });
+        }
+        Headers {
+            data: data.into(),
+            spans: spans.into(),
+        }
+    }
+
+    fn slice(&self, (start, len): (u32, u32)) -> &[u8] {
+        &self.data[start as usize..(start + len) as usize]
+    }
+
+    /// The first value of header `name` as text, if present and valid UTF-8.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.get_bytes(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The first value of header `name`, raw.
+    pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// All headers in request order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.spans.iter().map(|span| {
+            // Names come from a parsed head: HTTP tokens, which are ASCII.
+            let name = std::str::from_utf8(self.slice(span.name)).unwrap_or("");
+            (name, self.slice(span.value))
+        })
+    }
+
+    /// Number of headers.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))))
+            .finish()
     }
 }
 

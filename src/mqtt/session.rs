@@ -21,7 +21,7 @@ use super::{
     bump, fingerprint, lock, publishable, random, reply_filter, Incoming, Inner, Level, Outcome,
     Qos, Sub,
 };
-use crate::context::{ContextInner, Headers, RequestId, WebSocketContext};
+use crate::context::{Handshake, RequestId, WebSocketContext};
 use crate::log::event;
 use crate::providers::Providers;
 use crate::push::Connections;
@@ -36,17 +36,8 @@ pub(super) async fn run(inner: Arc<Inner>, providers: Providers) {
     if let Ok(connections) = providers.resolve::<Connections>() {
         let _ = inner.connections.set(connections);
     }
-    let ctx = WebSocketContext::from_inner(ContextInner {
-        providers,
-        connection_id: 0,
-        request_id: RequestId::new(format!("mqtt-{}", inner.client_id)),
-        path: "mqtt".into(),
-        query: None,
-        headers: Headers::default(),
-        peer_addr: None,
-        identity: None,
-        protocol: None,
-    });
+    let request_id = RequestId::new(format!("mqtt-{}", inner.client_id));
+    let ctx = WebSocketContext::new(providers, 0, request_id, Handshake::internal("mqtt"));
     let _stop = Stopped(&inner);
     let min = inner.config.reconnect_min.max(Duration::from_millis(1));
     let max = inner.config.reconnect_max.max(min);
