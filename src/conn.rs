@@ -10,7 +10,7 @@ use std::future::Future;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
@@ -70,9 +70,9 @@ pub(crate) struct Conn {
     /// The peer sent bytes since the last check (for the idle timeout).
     heard: bool,
     /// A send through the `Sink` (on its own task, after `split`) waits for the socket to
-    /// take its bytes and flushes them itself: reads do not flush meanwhile, or the two
-    /// tasks would take turns replacing each other's write waker (each replacement wakes the
-    /// other) for as long as the peer is slow.
+    /// take its bytes and flushes them itself: reads do not register for writing meanwhile,
+    /// or the two tasks would take turns replacing each other's write waker (each
+    /// replacement wakes the other) for as long as the peer is slow.
     sink_parked: bool,
     config: Arc<WebSocketConfig>,
     stats: Arc<Stats>,
@@ -461,10 +461,17 @@ impl Conn {
         queued
     }
 
-    /// [`poll_flush`](Self::poll_flush) from the read side: left to a parked `Sink` send.
+    /// [`poll_flush`](Self::poll_flush) from the read side. While a `Sink` send is parked on
+    /// the socket, the write is tried without registering this task's waker (the send's
+    /// stays registered and finishes the flush), so that a send abandoned while parked does
+    /// not leave the bytes unflushed while reads go on.
     fn poll_flush_for_reader(&mut self, cx: &mut Context<'_>) -> Poll<tungstenite::Result<()>> {
         if self.sink_parked {
-            return Poll::Ready(Ok(()));
+            let mut quiet = Context::from_waker(Waker::noop());
+            return match self.poll_flush(&mut quiet) {
+                Poll::Pending => Poll::Ready(Ok(())),
+                done => done,
+            };
         }
         self.poll_flush(cx)
     }
