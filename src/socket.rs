@@ -49,7 +49,8 @@ pub(crate) type Home = Arc<Mutex<Option<Box<Conn>>>>;
 /// use futures::{SinkExt, StreamExt};
 /// use nestforge_edge::prelude::*;
 ///
-/// // A gateway that answers from one task and sends a tick from another (on the same thread).
+/// // An echo whose sending runs apart from its reading, through a bounded channel (joined
+/// // here; spawned as a task of its own it works the same, the halves being `Send`).
 /// let gateway = |_ctx: WebSocketContext, socket: WebSocket| async move {
 ///     let (mut sender, mut receiver) = socket.split();
 ///     let (tx, rx) = futures::channel::mpsc::channel::<Message>(8);
