@@ -1,22 +1,24 @@
 //! The connection driver behind [`WebSocket`](crate::WebSocket).
 //!
-//! RFC 6455 framing is tungstenite's sans-I/O `WebSocketContext`; this file drives it over any
+//! RFC 6455 framing is tungstenite's sans-I/O `WebSocketContext`; this module drives it over any
 //! `AsyncRead + AsyncWrite` stream. Writes are batched: a `send` made while more requests are
 //! already buffered is not flushed until the buffered input is consumed, so a burst of
 //! pipelined requests costs one read and one write syscall. Pings, the idle timeout, a
 //! fairness budget and the close codes of protocol errors are handled here too.
 
+mod close;
+mod stream;
+
 use std::future::Future;
-use std::io::{self, Read, Write};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_io::Timer;
 use futures_lite::future::poll_fn;
-use futures_lite::{AsyncRead, AsyncWrite};
-use tungstenite::error::{CapacityError, Error as WsError};
+use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketContext as Protocol};
 use tungstenite::Message;
@@ -28,24 +30,30 @@ use crate::push::{Drained, Outbox};
 use crate::shutdown::Signal;
 use crate::stats::Stats;
 
-/// How a connection ended, as reported to `on_disconnect`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CloseInfo {
-    /// The close code: the peer's (it closed), ours (we closed or failed the connection), or
-    /// 1006 when the connection dropped without a close frame.
-    pub code: u16,
-    /// The reason text that went with the code.
-    pub reason: String,
-    /// Whether the peer initiated the close.
-    pub by_peer: bool,
-    /// How long the connection was open (after the upgrade).
-    pub duration: Duration,
+pub use close::{close_code, CloseInfo};
+use close::{close_code_of, reason_for, Closer, Closing};
+pub(crate) use stream::Io;
+use stream::{would_block, Live, Offline};
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading and writing.
+    Open,
+    /// Reads are over for the gateway (it closed, the peer closed, the connection failed or
+    /// idled): `recv` answers `None`; what is queued still goes out.
+    Closing,
+    /// [`Conn::finish`] reads until the peer's Close or the end of the stream.
+    AwaitingPeer,
+    /// Writing is pointless (the peer vanished or stopped reading): dropped without a close.
+    Aborted,
 }
 
-/// Any byte stream a connection can run on.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+impl State {
+    fn reading(self) -> bool {
+        matches!(self, State::Open | State::AwaitingPeer)
+    }
+}
 
 pub(crate) struct Conn {
     io: Box<dyn Io>,
@@ -57,12 +65,9 @@ pub(crate) struct Conn {
     /// ahead (after the message it answers was consumed, so its bytes no longer pin the
     /// read buffer) to decide whether to flush.
     look_ahead_due: bool,
-    /// Reads are over (closed, failed): `recv` answers `None`.
-    done: bool,
-    /// Writing is pointless (the peer vanished or stopped reading): drop without a close.
-    abort: bool,
-    /// Close sent or received: code, reason, by peer.
-    close: Option<(u16, String, bool)>,
+    state: State,
+    /// The close sent or received first.
+    closing: Option<Closing>,
     /// Messages left in this turn.
     budget: u32,
     /// Bytes left to read in this turn.
@@ -96,115 +101,6 @@ struct Tally {
     bytes_out: u64,
 }
 
-/// Read/Write over the async stream for one poll: `Pending` becomes `WouldBlock`.
-/// Reads stop for this turn once `read_left` bytes were read (the task is woken to continue
-/// after the other connections had their turn); `heard` records that the peer sent something.
-struct Live<'a, 'b> {
-    io: &'a mut dyn Io,
-    cx: &'a mut Context<'b>,
-    read_left: &'a mut usize,
-    heard: &'a mut bool,
-}
-
-impl Read for Live<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if *self.read_left == 0 {
-            self.cx.waker().wake_by_ref();
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        match Pin::new(&mut *self.io).poll_read(self.cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                *self.read_left = self.read_left.saturating_sub(n);
-                *self.heard |= n > 0;
-                Ok(n)
-            }
-            Poll::Ready(Err(e)) => Err(e),
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        }
-    }
-}
-
-impl Write for Live<'_, '_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match Pin::new(&mut *self.io).poll_write(self.cx, buf) {
-            Poll::Ready(r) => r,
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match Pin::new(&mut *self.io).poll_flush(self.cx) {
-            Poll::Ready(r) => r,
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        }
-    }
-}
-
-/// A stream with nothing to read and no room to write: lets tungstenite parse what is
-/// already buffered and queue frames without touching the socket.
-struct Offline;
-
-impl Read for Offline {
-    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-}
-
-impl Write for Offline {
-    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-}
-
-fn would_block(e: &WsError) -> bool {
-    matches!(e, WsError::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
-}
-
-/// The close code a connection sends when reading fails with `error`: 1002 for protocol
-/// violations, 1007 for invalid UTF-8, 1009 for a frame or message over the limits, 1008 for
-/// a full write buffer, 1011 otherwise; `None` when the connection is gone and no close
-/// frame can be sent.
-///
-/// # Examples
-/// ```
-/// use tungstenite::error::{Error, ProtocolError};
-/// let unmasked = Error::Protocol(ProtocolError::UnmaskedFrameFromClient);
-/// assert_eq!(nestforge_edge::close_code(&unmasked), Some(1002));
-/// assert_eq!(nestforge_edge::close_code(&Error::ConnectionClosed), None);
-/// ```
-pub fn close_code(error: &WsError) -> Option<u16> {
-    close_code_of(error).map(u16::from)
-}
-
-fn close_code_of(e: &WsError) -> Option<CloseCode> {
-    match e {
-        WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)
-        | WsError::Io(_)
-        | WsError::ConnectionClosed
-        | WsError::AlreadyClosed => None,
-        WsError::Protocol(_) => Some(CloseCode::Protocol),
-        WsError::Utf8(_) => Some(CloseCode::Invalid),
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(CloseCode::Size),
-        WsError::WriteBufferFull(_) => Some(CloseCode::Policy),
-        _ => Some(CloseCode::Error),
-    }
-}
-
-fn reason_for(code: CloseCode) -> &'static str {
-    match code {
-        CloseCode::Protocol => "protocol error",
-        CloseCode::Invalid => "invalid UTF-8",
-        CloseCode::Size => "message too big",
-        CloseCode::Policy => "slow consumer",
-        CloseCode::Away => "going away",
-        CloseCode::Again => "overloaded",
-        CloseCode::Error => "internal error",
-        _ => "",
-    }
-}
-
 impl Conn {
     pub(crate) fn new(
         io: Box<dyn Io>,
@@ -224,9 +120,8 @@ impl Conn {
             protocol,
             peeked: None,
             look_ahead_due: false,
-            done: false,
-            abort: false,
-            close: None,
+            state: State::Open,
+            closing: None,
             budget: 0,
             read_left: 0,
             heard: false,
@@ -267,7 +162,7 @@ impl Conn {
                         "conn={} outbound queue overflow: closing with 1008",
                         self.id
                     );
-                    self.done = true;
+                    self.stop_reading();
                     self.queue_close(CloseCode::Policy);
                     break;
                 }
@@ -299,6 +194,13 @@ impl Conn {
         )
     }
 
+    /// Reads are over (unless writing already is).
+    fn stop_reading(&mut self) {
+        if self.state != State::Aborted {
+            self.state = State::Closing;
+        }
+    }
+
     /// Starts a new turn: full message and byte budgets.
     fn refill(&mut self) {
         self.budget = self.config.fairness_budget.max(1);
@@ -317,15 +219,15 @@ impl Conn {
                 self.tally.frames_in += 1;
                 self.tally.bytes_in += message.len() as u64;
                 if let Message::Close(frame) = &message {
-                    self.close.get_or_insert_with(|| match frame {
-                        Some(f) => (u16::from(f.code), f.reason.to_string(), true),
-                        None => (1005, String::new(), true),
+                    self.closing.get_or_insert_with(|| match frame {
+                        Some(f) => Closing::new(f.code, f.reason.as_str(), Closer::Peer),
+                        None => Closing::new(CloseCode::Status, "", Closer::Peer),
                     });
                 }
                 Some(Ok(message))
             }
             Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
-                self.done = true;
+                self.stop_reading();
                 None
             }
             Err(e) => Some(Err(self.fail(e))),
@@ -335,7 +237,7 @@ impl Conn {
     /// Fails the connection: queues the close frame for `e`'s code, stops reading.
     #[cold]
     fn fail(&mut self, e: WsError) -> Error {
-        self.done = true;
+        self.stop_reading();
         match close_code_of(&e) {
             Some(code) => {
                 event!(
@@ -347,8 +249,9 @@ impl Conn {
                 self.queue_close(code)
             }
             None => {
-                self.abort = true;
-                self.close.get_or_insert((1006, String::new(), false));
+                self.state = State::Aborted;
+                self.closing
+                    .get_or_insert(Closing::new(CloseCode::Abnormal, "", Closer::Us));
             }
         }
         Error::WebSocket(e)
@@ -356,9 +259,8 @@ impl Conn {
 
     /// Queues a close frame with `code` (once); the server flushes it.
     fn queue_close(&mut self, code: CloseCode) {
-        if self.close.is_none() {
-            self.close = Some((code.into(), reason_for(code).into(), false));
-        }
+        self.closing
+            .get_or_insert_with(|| Closing::new(code, reason_for(code), Closer::Us));
         let frame = CloseFrame {
             code,
             reason: reason_for(code).into(),
@@ -381,14 +283,22 @@ impl Conn {
             self.look_ahead_due = result.is_ok();
             return Poll::Ready(self.outcome(result));
         }
-        if self.done {
+        if !self.state.reading() {
             let _ = self.poll_flush_for_reader(cx);
             return Poll::Ready(None);
         }
+        self.poll_read(cx)
+    }
+
+    /// Reads the next message from the stream (within the turn's budgets), flushing,
+    /// draining the outbox and running the timers while it waits.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         if self.budget == 0 {
             // Let the other connections on this thread run.
             self.refill();
-            let _ = self.poll_flush_for_reader(cx);
+            if let Poll::Ready(Err(e)) = self.poll_flush_for_reader(cx) {
+                return Poll::Ready(self.outcome(Err(e)));
+            }
             cx.waker().wake_by_ref();
             self.publish_tally();
             return Poll::Pending;
@@ -414,7 +324,7 @@ impl Conn {
                     if self.poll_timers(cx) {
                         continue;
                     }
-                    if self.done {
+                    if !self.state.reading() {
                         return Poll::Ready(None);
                     }
                     self.publish_tally();
@@ -448,7 +358,7 @@ impl Conn {
                 let deadline = self.last_seen + idle;
                 if Instant::now() >= deadline {
                     self.idle_timer = None;
-                    self.done = true;
+                    self.stop_reading();
                     self.queue_close(CloseCode::Away);
                     queued = true;
                 } else {
@@ -478,7 +388,7 @@ impl Conn {
 
     /// Writes everything buffered. `Ready(Ok)` once the socket took it all.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<tungstenite::Result<()>> {
-        if self.abort {
+        if self.state == State::Aborted {
             return Poll::Ready(Ok(()));
         }
         let (protocol, mut live) = self.live(cx);
@@ -486,7 +396,7 @@ impl Conn {
             Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Poll::Ready(Ok(())),
             Err(e) if would_block(&e) => Poll::Pending,
             Err(e) => {
-                self.abort = true;
+                self.state = State::Aborted;
                 Poll::Ready(Err(e))
             }
         }
@@ -507,7 +417,7 @@ impl Conn {
 
     /// Fails with `AlreadyClosed` once the connection is closed and reads are over.
     pub(crate) fn check_open(&self) -> Result<()> {
-        if self.done && self.close.is_some() {
+        if !self.state.reading() && self.closing.is_some() {
             return Err(Error::WebSocket(WsError::AlreadyClosed));
         }
         Ok(())
@@ -515,7 +425,7 @@ impl Conn {
 
     /// Whether a Close frame can still be sent (none was sent or queued).
     pub(crate) fn can_close(&self) -> bool {
-        self.protocol.can_write() && !self.abort
+        self.protocol.can_write() && self.state != State::Aborted
     }
 
     /// Queues `message` and flushes it unless more input is already buffered; waits at most
@@ -611,10 +521,10 @@ impl Conn {
             self.id,
             self.config.send_timeout
         );
-        self.done = true;
-        self.abort = true;
-        self.close
-            .get_or_insert((1008, reason_for(CloseCode::Policy).into(), false));
+        self.state = State::Aborted;
+        self.closing.get_or_insert_with(|| {
+            Closing::new(CloseCode::Policy, reason_for(CloseCode::Policy), Closer::Us)
+        });
         Error::WebSocket(WsError::Io(io::ErrorKind::TimedOut.into()))
     }
 
@@ -627,21 +537,18 @@ impl Conn {
         if let Some(Err(e)) = self.peeked.take() {
             let _ = self.outcome(Err(e));
         }
-        if self.protocol.can_write() && !self.abort {
+        if self.protocol.can_write() && self.state != State::Aborted {
             self.queue_close(code);
         }
         let timeout = self.config.close_timeout;
         let closing = async {
-            if poll_fn(|cx| self.poll_flush(cx)).await.is_err() || self.abort {
+            if poll_fn(|cx| self.poll_flush(cx)).await.is_err() || self.state == State::Aborted {
                 return;
             }
-            // Wait for the peer's Close (ours initiated) or for the end of the stream.
-            let failed = self
-                .close
-                .as_ref()
-                .is_some_and(|c| !c.2 && c.0 != 1000 && c.0 != 1001);
-            if !failed {
-                self.done = false;
+            // Wait for the peer's Close (ours initiated) or for the end of the stream,
+            // unless we closed because the connection failed.
+            if !self.closing.as_ref().is_some_and(Closing::failed) {
+                self.state = State::AwaitingPeer;
                 while let Some(Ok(_)) = poll_fn(|cx| self.poll_recv(cx)).await {}
             }
             let _ = poll_fn(|cx| Pin::new(&mut *self.io).poll_close(cx)).await;
@@ -663,12 +570,16 @@ impl Conn {
     /// (shutdown deadline).
     pub(crate) fn ended(&mut self) -> CloseInfo {
         self.publish_tally();
-        let (code, reason, by_peer) = self.close.take().unwrap_or((1006, String::new(), false));
+        let closing = self
+            .closing
+            .take()
+            .unwrap_or_else(|| Closing::new(CloseCode::Abnormal, "", Closer::Us));
+        let code = u16::from(closing.code);
         self.stats.closed(code);
         CloseInfo {
             code,
-            reason,
-            by_peer,
+            reason: closing.reason,
+            by_peer: closing.by == Closer::Peer,
             duration: self.opened.elapsed(),
         }
     }
@@ -695,7 +606,7 @@ impl Conn {
         if self.protocol.can_write() {
             self.queue_close(code);
         }
-        self.done = true;
+        self.stop_reading();
     }
 }
 
