@@ -35,7 +35,7 @@ mod imp {
 
 #[cfg(not(target_has_atomic = "64"))]
 mod imp {
-    use std::sync::{Mutex, PoisonError};
+    use std::sync::Mutex;
 
     #[derive(Debug, Default)]
     pub(crate) struct Counter(Mutex<u64>);
@@ -46,7 +46,7 @@ mod imp {
         }
 
         fn update(&self, f: impl FnOnce(u64) -> u64) -> u64 {
-            let mut value = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut value = crate::sync::lock(&self.0);
             let previous = *value;
             *value = f(previous);
             previous
@@ -63,7 +63,7 @@ mod imp {
         }
 
         pub(crate) fn get(&self) -> u64 {
-            *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+            *crate::sync::lock(&self.0)
         }
     }
 }

@@ -55,14 +55,15 @@ mod guard;
 mod log;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+mod pattern_loop;
 mod providers;
 mod push;
 mod registry;
-mod serve;
 mod server;
 mod shutdown;
 mod socket;
 mod stats;
+mod sync;
 mod tasks;
 mod tcp;
 pub mod upgrade;
@@ -80,12 +81,12 @@ pub use error::{Error, ErrorCode, HandlerError, Request, Result};
 pub use factory::NestForgeFactory;
 pub use gateway::{WebSocketFuture, WebSocketGateway};
 pub use guard::{Guard, GuardFuture, GuardResult};
+pub use pattern_loop::serve_patterns;
 pub use providers::{Module, Providers, ProvidersBuilder};
 pub use push::{Broadcast, Connections, Overflow, PushError};
 pub use registry::{
     handle_websocket_microservice_message, MicroserviceRegistry, MicroserviceRegistryBuilder,
 };
-pub use serve::serve_patterns;
 pub use server::Server;
 pub use shutdown::ShutdownHandle;
 pub use socket::WebSocket;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, HandlerError, Result};
 
-type Slot = (TypeId, &'static str, Arc<dyn Any + Send + Sync>);
+type Entry = (TypeId, &'static str, Arc<dyn Any + Send + Sync>);
 
 /// Providers keyed by type, built once at start-up and frozen.
 ///
@@ -30,7 +30,7 @@ type Slot = (TypeId, &'static str, Arc<dyn Any + Send + Sync>);
 /// ```
 #[derive(Clone, Default)]
 pub struct Providers {
-    slots: Arc<[Slot]>,
+    entries: Arc<[Entry]>,
 }
 
 impl Providers {
@@ -57,12 +57,12 @@ impl Providers {
 
     /// How many providers are registered.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.entries.len()
     }
 
     /// Whether no provider is registered.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.entries.is_empty()
     }
 
     /// A copy with `value` added as the provider of `T` (which must not be registered).
@@ -70,7 +70,7 @@ impl Providers {
     #[allow(dead_code)]
     pub(crate) fn with<T: Send + Sync + 'static>(&self, value: T) -> Result<Providers> {
         let mut builder = ProvidersBuilder {
-            slots: self.slots.to_vec(),
+            entries: self.entries.to_vec(),
             ..ProvidersBuilder::default()
         };
         builder.provide(value)?;
@@ -78,17 +78,17 @@ impl Providers {
     }
 
     fn find(&self, id: TypeId) -> Option<&Arc<dyn Any + Send + Sync>> {
-        self.slots
-            .binary_search_by(|slot| slot.0.cmp(&id))
+        self.entries
+            .binary_search_by(|entry| entry.0.cmp(&id))
             .ok()
-            .map(|i| &self.slots[i].2)
+            .map(|i| &self.entries[i].2)
     }
 }
 
 impl fmt::Debug for Providers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.slots.iter().map(|s| s.1))
+            .entries(self.entries.iter().map(|s| s.1))
             .finish()
     }
 }
@@ -96,7 +96,7 @@ impl fmt::Debug for Providers {
 /// Collects providers before they are frozen into [`Providers`].
 #[derive(Default)]
 pub struct ProvidersBuilder {
-    slots: Vec<Slot>,
+    entries: Vec<Entry>,
     /// Modules imported so far (each registers once).
     imported: Vec<TypeId>,
     /// The modules being registered, innermost last.
@@ -116,7 +116,7 @@ impl ProvidersBuilder {
     pub fn provide_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) -> Result<&mut Self> {
         let id = TypeId::of::<T>();
         let module = self.importing.last().copied();
-        if self.slots.iter().any(|s| s.0 == id) {
+        if self.entries.iter().any(|s| s.0 == id) {
             let first = self.owners.iter().find(|o| o.0 == id).map(|o| o.1);
             return Err(match (first, module) {
                 (Some(first), Some(second)) if first != second => Error::ProviderConflict {
@@ -129,7 +129,7 @@ impl ProvidersBuilder {
                 },
             });
         }
-        self.slots.push((id, type_name::<T>(), value));
+        self.entries.push((id, type_name::<T>(), value));
         if let Some(module) = module {
             self.owners.push((id, module));
         }
@@ -173,14 +173,14 @@ impl ProvidersBuilder {
     /// Whether a provider of `T` is already registered (for modules imported twice).
     pub fn contains<T: 'static>(&self) -> bool {
         let id = TypeId::of::<T>();
-        self.slots.iter().any(|s| s.0 == id)
+        self.entries.iter().any(|s| s.0 == id)
     }
 
     /// Freezes the map.
     pub fn build(mut self) -> Providers {
-        self.slots.sort_unstable_by_key(|slot| slot.0);
+        self.entries.sort_unstable_by_key(|entry| entry.0);
         Providers {
-            slots: self.slots.into(),
+            entries: self.entries.into(),
         }
     }
 }
@@ -188,7 +188,7 @@ impl ProvidersBuilder {
 impl fmt::Debug for ProvidersBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.slots.iter().map(|s| s.1))
+            .entries(self.entries.iter().map(|s| s.1))
             .finish()
     }
 }

@@ -2,10 +2,12 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
 use tungstenite::Message;
+
+use crate::sync::lock;
 
 /// The open connections, to push to one by id, to a room, or to all.
 ///
@@ -81,11 +83,6 @@ impl Broadcast {
             Err(PushError::NotConnected) => {}
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks leaves consistent data (plain inserts/removes).
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Connections {

@@ -26,6 +26,7 @@ use crate::push::{Connections, Outbox};
 use crate::shutdown::{ShutdownHandle, Signal};
 use crate::socket::{Home, WebSocket};
 use crate::stats::{Stats, StatsSnapshot};
+use crate::sync::lock;
 use crate::tasks::Tasks;
 use crate::tcp::Tcp;
 use crate::upgrade::{self, Rejection, Status, UpgradeRequest};
@@ -114,9 +115,9 @@ impl Server {
                         let _ = stream.get_ref().set_nodelay(true);
                         tasks.spawn(self.serve_connection(Tcp(stream), Some(peer)));
                     }
-                    Some(Err(_e)) => {
+                    Some(Err(e)) => {
                         // Out of descriptors or a connection reset while queued: back off.
-                        event!(warn, "accept failed: {_e}");
+                        event!(warn, "accept failed: {e}");
                         Timer::after(Duration::from_millis(50)).await;
                     }
                 }
@@ -186,7 +187,7 @@ impl Server {
         ctx: WebSocketContext,
         io: Box<dyn Io>,
         read_ahead: Vec<u8>,
-        _peer: Option<SocketAddr>,
+        peer: Option<SocketAddr>,
     ) {
         let shared = &*self.shared;
         let outbox = Arc::new(Outbox::new(
@@ -214,17 +215,13 @@ impl Server {
             conn: None,
             done: false,
         };
-        event!(
-            info,
-            "conn={} connected from {_peer:?}",
-            ctx.connection_id()
-        );
+        event!(info, "conn={} connected from {peer:?}", ctx.connection_id());
         let socket = WebSocket::new(Box::new(conn), Arc::clone(&home));
         let future = mount.gateway.on_connect(ctx.clone(), socket);
         let panicked = AssertUnwindSafe(future).catch_unwind().await.is_err();
         // The connection stays in the guard while it closes, so that a shutdown deadline
         // that drops this task still reports how it ended.
-        guard.conn = home.lock().ok().and_then(|mut h| h.take());
+        guard.conn = lock(&home).take();
         let code = if panicked {
             CloseCode::Error
         } else {
@@ -276,10 +273,7 @@ impl Drop for Disconnect<'_> {
             connections.unregister(self.ctx.connection_id());
         }
         if !self.done {
-            let conn = self
-                .conn
-                .take()
-                .or_else(|| self.home.lock().ok().and_then(|mut h| h.take()));
+            let conn = self.conn.take().or_else(|| lock(&self.home).take());
             let info = conn.map_or_else(CloseInfo::vanished, |mut c| c.ended());
             self.mount.gateway.on_disconnect(&self.ctx, &info);
         }

@@ -15,6 +15,7 @@ use tungstenite::Message;
 
 use crate::conn::{Conn, Flush, Sending};
 use crate::error::{Error, Result};
+use crate::sync::lock;
 
 /// Where a dropped [`WebSocket`] leaves its connection for the server to close.
 pub(crate) type Home = Arc<Mutex<Option<Box<Conn>>>>;
@@ -222,9 +223,7 @@ impl Sink<Message> for WebSocket {
 impl Drop for WebSocket {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            if let Ok(mut home) = self.home.lock() {
-                *home = Some(conn);
-            }
+            *lock(&self.home) = Some(conn);
         }
     }
 }

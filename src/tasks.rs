@@ -8,10 +8,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures_lite::future::poll_fn;
+
+use crate::sync::lock;
 
 type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 
@@ -23,7 +25,7 @@ pub(crate) struct Tasks<'a> {
     /// The ready list of the current turn; swapped with the shared one so that neither
     /// allocates again once both have grown.
     batch: RefCell<VecDeque<usize>>,
-    shared: Arc<Shared>,
+    wakeups: Arc<Wakeups>,
 }
 
 struct Slots<'a> {
@@ -33,14 +35,9 @@ struct Slots<'a> {
 
 /// What wakers reach, possibly from other threads.
 #[derive(Default)]
-struct Shared {
+struct Wakeups {
     ready: Mutex<VecDeque<usize>>,
     run: Mutex<Option<Waker>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Only plain pushes and pops happen under these locks.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Running<'a> {
@@ -52,7 +49,7 @@ struct Running<'a> {
 struct TaskWaker {
     slot: usize,
     queued: AtomicBool,
-    shared: Arc<Shared>,
+    wakeups: Arc<Wakeups>,
 }
 
 impl Wake for TaskWaker {
@@ -62,8 +59,8 @@ impl Wake for TaskWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.queued.swap(true, Ordering::AcqRel) {
-            lock(&self.shared.ready).push_back(self.slot);
-            if let Some(run) = lock(&self.shared.run).as_ref() {
+            lock(&self.wakeups.ready).push_back(self.slot);
+            if let Some(run) = lock(&self.wakeups.run).as_ref() {
                 run.wake_by_ref();
             }
         }
@@ -79,14 +76,14 @@ impl<'a> Tasks<'a> {
                 free: Vec::new(),
             }),
             batch: RefCell::new(VecDeque::new()),
-            shared: Arc::default(),
+            wakeups: Arc::default(),
         }
     }
 
     /// Adds a future; it is first polled by the next turn of [`run`](Self::run).
     pub(crate) fn spawn(&self, future: impl Future<Output = ()> + 'a) {
         self.incoming.borrow_mut().push(Box::pin(future));
-        if let Some(run) = lock(&self.shared.run).as_ref() {
+        if let Some(run) = lock(&self.wakeups.run).as_ref() {
             run.wake_by_ref();
         }
     }
@@ -105,7 +102,7 @@ impl<'a> Tasks<'a> {
     /// began, once. Tasks woken during the turn wait for the next one (fairness).
     fn turn(&self, cx: &mut Context<'_>) {
         {
-            let mut run = lock(&self.shared.run);
+            let mut run = lock(&self.wakeups.run);
             if !run.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 *run = Some(cx.waker().clone());
             }
@@ -116,7 +113,7 @@ impl<'a> Tasks<'a> {
             let state = Arc::new(TaskWaker {
                 slot,
                 queued: AtomicBool::new(true),
-                shared: Arc::clone(&self.shared),
+                wakeups: Arc::clone(&self.wakeups),
             });
             let waker = Waker::from(Arc::clone(&state));
             let entry = Some(Running { task, state, waker });
@@ -124,10 +121,10 @@ impl<'a> Tasks<'a> {
                 Some(place) => *place = entry,
                 None => slots.tasks.push(entry),
             }
-            lock(&self.shared.ready).push_back(slot);
+            lock(&self.wakeups.ready).push_back(slot);
         }
         let mut batch = self.batch.borrow_mut();
-        std::mem::swap(&mut *batch, &mut *lock(&self.shared.ready));
+        std::mem::swap(&mut *batch, &mut *lock(&self.wakeups.ready));
         for slot in batch.drain(..) {
             // Take the task out so that it can spawn (or be woken) while it runs.
             let taken = self
@@ -152,7 +149,7 @@ impl<'a> Tasks<'a> {
                 slots.tasks[slot] = Some(running);
             }
         }
-        if !lock(&self.shared.ready).is_empty() || !self.incoming.borrow().is_empty() {
+        if !lock(&self.wakeups.ready).is_empty() || !self.incoming.borrow().is_empty() {
             cx.waker().wake_by_ref();
         }
     }

@@ -20,7 +20,7 @@ use async_io::Timer;
 use futures_lite::future::poll_fn;
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role, WebSocketContext as Protocol};
+use tungstenite::protocol::{CloseFrame, Role, WebSocketContext as Framing};
 use tungstenite::Message;
 
 use crate::config::WebSocketConfig;
@@ -57,7 +57,7 @@ impl State {
 
 pub(crate) struct Conn {
     io: Box<dyn Io>,
-    protocol: Protocol,
+    framing: Framing,
     /// A message (or error) read ahead from bytes already buffered: more input is pending,
     /// so sends are not flushed yet.
     peeked: Option<tungstenite::Result<Message>>,
@@ -109,7 +109,7 @@ impl Conn {
         stats: Arc<Stats>,
         signal: Arc<Signal>,
     ) -> Self {
-        let protocol = Protocol::from_partially_read(
+        let framing = Framing::from_partially_read(
             read_ahead,
             Role::Server,
             Some(config.tungstenite_config()),
@@ -117,7 +117,7 @@ impl Conn {
         let now = Instant::now();
         let mut conn = Conn {
             io,
-            protocol,
+            framing,
             peeked: None,
             look_ahead_due: false,
             state: State::Open,
@@ -153,7 +153,7 @@ impl Conn {
         let Some(outbox) = self.outbox.take() else {
             return;
         };
-        while self.protocol.can_write() {
+        while self.framing.can_write() {
             match outbox.pop(cx.waker()) {
                 Drained::Empty => break,
                 Drained::Overflowed => {
@@ -182,9 +182,9 @@ impl Conn {
         self.outbox = Some(outbox);
     }
 
-    fn live<'a, 'b>(&'a mut self, cx: &'a mut Context<'b>) -> (&'a mut Protocol, Live<'a, 'b>) {
+    fn live<'a, 'b>(&'a mut self, cx: &'a mut Context<'b>) -> (&'a mut Framing, Live<'a, 'b>) {
         (
-            &mut self.protocol,
+            &mut self.framing,
             Live {
                 io: &mut *self.io,
                 cx,
@@ -265,12 +265,12 @@ impl Conn {
             code,
             reason: reason_for(code).into(),
         };
-        let _ = self.protocol.close(&mut Offline, Some(frame));
+        let _ = self.framing.close(&mut Offline, Some(frame));
     }
 
     /// Reads ahead from already-buffered bytes only.
     fn look_ahead(&mut self) {
-        match self.protocol.read(&mut Offline) {
+        match self.framing.read(&mut Offline) {
             Err(e) if would_block(&e) => {}
             other => self.peeked = Some(other),
         }
@@ -304,8 +304,8 @@ impl Conn {
             return Poll::Pending;
         }
         loop {
-            let (protocol, mut live) = self.live(cx);
-            let read = protocol.read(&mut live);
+            let (framing, mut live) = self.live(cx);
+            let read = framing.read(&mut live);
             if std::mem::take(&mut self.heard) {
                 self.last_seen = Instant::now();
             }
@@ -340,14 +340,14 @@ impl Conn {
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
         let mut queued = false;
         // A shutdown wakes every connection through its outbox.
-        if self.protocol.can_write() && self.signal.is_set() {
+        if self.framing.can_write() && self.signal.is_set() {
             self.start_close(CloseCode::Away);
             return true;
         }
         if let Some(timer) = &mut self.ping_timer {
-            if Pin::new(timer).poll(cx).is_ready() && self.protocol.can_write() {
+            if Pin::new(timer).poll(cx).is_ready() && self.framing.can_write() {
                 let _ = self
-                    .protocol
+                    .framing
                     .write(&mut Offline, Message::Ping(Default::default()));
                 self.tally.frames_out += 1;
                 queued = true;
@@ -391,8 +391,8 @@ impl Conn {
         if self.state == State::Aborted {
             return Poll::Ready(Ok(()));
         }
-        let (protocol, mut live) = self.live(cx);
-        match protocol.flush(&mut live) {
+        let (framing, mut live) = self.live(cx);
+        match framing.flush(&mut live) {
             Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Poll::Ready(Ok(())),
             Err(e) if would_block(&e) => Poll::Pending,
             Err(e) => {
@@ -405,7 +405,7 @@ impl Conn {
     /// Queues `message`; gives it back when the write buffer is full.
     fn write(&mut self, message: Message) -> std::result::Result<(), WsError> {
         let len = message.len() as u64;
-        match self.protocol.write(&mut Offline, message) {
+        match self.framing.write(&mut Offline, message) {
             Err(e) if !would_block(&e) => Err(e),
             _ => {
                 self.tally.frames_out += 1;
@@ -425,7 +425,7 @@ impl Conn {
 
     /// Whether a Close frame can still be sent (none was sent or queued).
     pub(crate) fn can_close(&self) -> bool {
-        self.protocol.can_write() && self.state != State::Aborted
+        self.framing.can_write() && self.state != State::Aborted
     }
 
     /// Queues `message` and flushes it unless more input is already buffered; waits at most
@@ -537,7 +537,7 @@ impl Conn {
         if let Some(Err(e)) = self.peeked.take() {
             let _ = self.outcome(Err(e));
         }
-        if self.protocol.can_write() && self.state != State::Aborted {
+        if self.framing.can_write() && self.state != State::Aborted {
             self.queue_close(code);
         }
         let timeout = self.config.close_timeout;
@@ -603,7 +603,7 @@ impl Conn {
 
     /// Starts a server-initiated close with `code` (shutdown: 1001).
     pub(crate) fn start_close(&mut self, code: CloseCode) {
-        if self.protocol.can_write() {
+        if self.framing.can_write() {
             self.queue_close(code);
         }
         self.stop_reading();

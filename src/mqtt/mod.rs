@@ -19,12 +19,13 @@ use config::config_error;
 pub use config::{Forward, MqttConfig, Protocol, Qos};
 
 use crate::counter::Counter;
+use crate::sync::lock;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use async_io::Timer;
@@ -137,7 +138,7 @@ struct State {
     outbound: VecDeque<Vec<u8>>,
     next_id: u64,
     next_pid: u16,
-    pending: HashMap<Box<str>, Arc<Slot>>,
+    pending: HashMap<Box<str>, Arc<PendingReply>>,
     /// Remote patterns whose `P/reply` is subscribed (or being subscribed).
     replies: HashMap<Box<str>, Sub>,
     /// SUBSCRIBE packet ids awaiting SUBACK, with the remote patterns they carry.
@@ -157,7 +158,7 @@ enum Sub {
 
 /// A forwarded request's outcome.
 #[derive(Default)]
-struct Slot {
+struct PendingReply {
     outcome: Mutex<Option<Outcome>>,
     ready: Event,
 }
@@ -166,10 +167,6 @@ enum Outcome {
     Response(Box<RawValue>),
     Failed(Option<String>),
     Disconnected,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 const ECHO_MEMORY: usize = 256;
@@ -412,7 +409,7 @@ impl MqttBridge {
                 return Err(timed_out());
             }
         }
-        let slot = Arc::new(Slot::default());
+        let slot = Arc::new(PendingReply::default());
         let id: Box<str> = {
             let mut state = lock(&inner.state);
             if state.pending.len() >= inner.config.max_pending {

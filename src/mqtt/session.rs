@@ -43,14 +43,14 @@ pub(super) async fn run(inner: Arc<Inner>, providers: Providers) {
     let max = inner.config.reconnect_max.max(min);
     let mut backoff = min;
     loop {
-        let _why = match session(&inner, &ctx, &mut backoff, min).await {
+        let why = match session(&inner, &ctx, &mut backoff, min).await {
             Ok(never) => match never {},
             Err(why) => why,
         };
         link_down(&inner);
         event!(
             warn,
-            "mqtt: link to {} down ({_why}), retrying",
+            "mqtt: link to {} down ({why}), retrying",
             inner.address
         );
         // ±20 % jitter so that instances restarted together do not reconnect together.
