@@ -131,6 +131,10 @@ impl WebSocket {
     /// with the last reply of the batch). Waits for a peer that does not read at most
     /// `send_timeout`, then closes it with 1008 and returns an error.
     pub async fn send(&mut self, message: Message) -> Result<()> {
+        if self.sink.message.is_some() {
+            // A message fed through the `Sink` goes first.
+            poll_fn(|cx| self.poll_sink(cx, Flush::No)).await?;
+        }
         self.conn().send(message).await
     }
 
@@ -144,12 +148,10 @@ impl WebSocket {
         self.conn().count_dispatch_error();
     }
 
-    /// Writes out everything queued.
+    /// Writes out everything queued (a message fed through the `Sink` included); waits at
+    /// most `send_timeout` for a peer that does not read, as `send` does.
     pub async fn flush(&mut self) -> Result<()> {
-        let conn = self.conn();
-        poll_fn(|cx| conn.poll_flush(cx))
-            .await
-            .map_err(Error::WebSocket)
+        poll_fn(|cx| self.poll_sink(cx, Flush::Now)).await
     }
 
     /// Starts the close handshake with `code` and `reason`; the server completes it.
@@ -231,5 +233,136 @@ impl Drop for WebSocket {
 impl fmt::Debug for WebSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocket").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use futures::{SinkExt, StreamExt};
+    use futures_lite::{AsyncRead, AsyncWrite};
+
+    use super::*;
+    use crate::config::WebSocketConfig;
+
+    /// Input fed by the test; output and write calls recorded.
+    #[derive(Clone, Default)]
+    struct Mock(Arc<Mutex<(Vec<u8>, Vec<u8>, usize)>>);
+
+    impl AsyncRead for Mock {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let mut pipe = self.0.lock().unwrap();
+            if pipe.0.is_empty() {
+                return Poll::Pending;
+            }
+            let n = buf.len().min(pipe.0.len());
+            buf[..n].copy_from_slice(&pipe.0[..n]);
+            pipe.0.drain(..n);
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    impl AsyncWrite for Mock {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let mut pipe = self.0.lock().unwrap();
+            pipe.1.extend_from_slice(buf);
+            pipe.2 += 1;
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A socket over `mock`, with `input` already received.
+    fn socket(mock: &Mock, input: &[u8]) -> WebSocket {
+        let config = WebSocketConfig::default().ping_interval(None);
+        let conn = Conn::new(
+            Box::new(mock.clone()),
+            input.to_vec(),
+            Arc::new(config),
+            Arc::default(),
+            Arc::default(),
+        );
+        WebSocket::new(Box::new(conn), Arc::default())
+    }
+
+    /// A masked client text frame (zero mask key).
+    fn text_frame(text: &str) -> Vec<u8> {
+        let mut frame = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(text.as_bytes());
+        frame
+    }
+
+    #[test]
+    fn fed_messages_leave_in_one_write_on_flush() {
+        let mock = Mock::default();
+        let mut ws = socket(&mock, &[]);
+        futures_lite::future::block_on(async {
+            for text in ["a", "b", "c"] {
+                ws.feed(Message::text(text)).await.unwrap();
+            }
+            assert_eq!(mock.0.lock().unwrap().2, 0, "feed does not write");
+            SinkExt::flush(&mut ws).await.unwrap();
+            assert_eq!(mock.0.lock().unwrap().2, 1);
+            // The inherent `send` and `flush` keep the order of what was fed.
+            ws.feed(Message::text("d")).await.unwrap();
+            ws.send(Message::text("e")).await.unwrap();
+            ws.feed(Message::text("f")).await.unwrap();
+            WebSocket::flush(&mut ws).await.unwrap();
+        });
+        let pipe = mock.0.lock().unwrap();
+        assert_eq!(pipe.2, 3);
+        assert_eq!(
+            pipe.1,
+            b"\x81\x01a\x81\x01b\x81\x01c\x81\x01d\x81\x01e\x81\x01f"
+        );
+    }
+
+    #[test]
+    fn the_stream_yields_what_the_peer_sent_and_close_sends_1000() {
+        let mock = Mock::default();
+        let input = [text_frame("hi"), text_frame("there")].concat();
+        let mut ws = socket(&mock, &input);
+        futures_lite::future::block_on(async {
+            assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hi"));
+            assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("there"));
+            SinkExt::close(&mut ws).await.unwrap();
+        });
+        assert_eq!(mock.0.lock().unwrap().1, b"\x88\x02\x03\xe8");
+    }
+
+    #[test]
+    fn start_send_without_poll_ready_is_refused_not_queued() {
+        let mock = Mock::default();
+        let mut ws = socket(&mock, &[]);
+        let mut ws = Pin::new(&mut ws);
+        ws.as_mut().start_send(Message::text("1")).unwrap();
+        let err = ws.as_mut().start_send(Message::text("2")).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::WebSocket(tungstenite::Error::WriteBufferFull(_))
+        ));
+    }
+
+    #[test]
+    fn split_halves_are_send() {
+        fn send<T: Send>(_: &T) {}
+        let mock = Mock::default();
+        let (sink, stream) = socket(&mock, &[]).split::<Message>();
+        send(&sink);
+        send(&stream);
     }
 }
