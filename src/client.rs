@@ -155,3 +155,32 @@ impl fmt::Debug for InProcessMicroserviceClient {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MicroserviceContext;
+
+    fn send_static<T: Send + 'static>(_: &T) {}
+
+    #[test]
+    fn calls_see_the_default_transport_and_the_futures_are_send() {
+        let registry = MicroserviceRegistry::builder()
+            .message("t", |_: (), ctx: MicroserviceContext| async move {
+                Ok(ctx.transport().to_owned())
+            })
+            .event("e", |_: (), _ctx| async move { Ok(()) })
+            .build();
+        let client = InProcessMicroserviceClient::new(Providers::default(), registry);
+        let send = client.send::<_, String>("t", ());
+        let emit = client.emit("e", ());
+        send_static(&send);
+        send_static(&emit);
+        assert_eq!(futures_lite::future::block_on(send).unwrap(), "in-process");
+        futures_lite::future::block_on(emit).unwrap();
+        // A payload that is not JSON is refused before dispatch.
+        let bad: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        let err = futures_lite::future::block_on(client.emit("e", bad)).unwrap_err();
+        assert_eq!(err.to_string(), "Failed to serialize event payload");
+    }
+}
