@@ -247,8 +247,15 @@ mod tests {
     use crate::config::WebSocketConfig;
 
     /// Input fed by the test; output and write calls recorded.
+    #[derive(Default)]
+    struct Pipe {
+        input: Vec<u8>,
+        output: Vec<u8>,
+        writes: usize,
+    }
+
     #[derive(Clone, Default)]
-    struct Mock(Arc<Mutex<(Vec<u8>, Vec<u8>, usize)>>);
+    struct Mock(Arc<Mutex<Pipe>>);
 
     impl AsyncRead for Mock {
         fn poll_read(
@@ -257,12 +264,12 @@ mod tests {
             buf: &mut [u8],
         ) -> Poll<io::Result<usize>> {
             let mut pipe = self.0.lock().unwrap();
-            if pipe.0.is_empty() {
+            if pipe.input.is_empty() {
                 return Poll::Pending;
             }
-            let n = buf.len().min(pipe.0.len());
-            buf[..n].copy_from_slice(&pipe.0[..n]);
-            pipe.0.drain(..n);
+            let n = buf.len().min(pipe.input.len());
+            buf[..n].copy_from_slice(&pipe.input[..n]);
+            pipe.input.drain(..n);
             Poll::Ready(Ok(n))
         }
     }
@@ -274,8 +281,8 @@ mod tests {
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
             let mut pipe = self.0.lock().unwrap();
-            pipe.1.extend_from_slice(buf);
-            pipe.2 += 1;
+            pipe.output.extend_from_slice(buf);
+            pipe.writes += 1;
             Poll::Ready(Ok(buf.len()))
         }
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -314,9 +321,9 @@ mod tests {
             for text in ["a", "b", "c"] {
                 ws.feed(Message::text(text)).await.unwrap();
             }
-            assert_eq!(mock.0.lock().unwrap().2, 0, "feed does not write");
+            assert_eq!(mock.0.lock().unwrap().writes, 0, "feed does not write");
             SinkExt::flush(&mut ws).await.unwrap();
-            assert_eq!(mock.0.lock().unwrap().2, 1);
+            assert_eq!(mock.0.lock().unwrap().writes, 1);
             // The inherent `send` and `flush` keep the order of what was fed.
             ws.feed(Message::text("d")).await.unwrap();
             ws.send(Message::text("e")).await.unwrap();
@@ -324,9 +331,9 @@ mod tests {
             WebSocket::flush(&mut ws).await.unwrap();
         });
         let pipe = mock.0.lock().unwrap();
-        assert_eq!(pipe.2, 3);
+        assert_eq!(pipe.writes, 3);
         assert_eq!(
-            pipe.1,
+            pipe.output,
             b"\x81\x01a\x81\x01b\x81\x01c\x81\x01d\x81\x01e\x81\x01f"
         );
     }
@@ -341,7 +348,7 @@ mod tests {
             assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("there"));
             SinkExt::close(&mut ws).await.unwrap();
         });
-        assert_eq!(mock.0.lock().unwrap().1, b"\x88\x02\x03\xe8");
+        assert_eq!(mock.0.lock().unwrap().output, b"\x88\x02\x03\xe8");
     }
 
     #[test]
