@@ -18,52 +18,41 @@ use crate::push::Overflow;
 /// let config = WebSocketConfig::new("events")
 ///     .max_message_size(16 * 1024)
 ///     .ping_interval(Some(Duration::from_secs(10)));
-/// assert_eq!(config.endpoint, "/events");
-/// assert_eq!(WebSocketConfig::new(" / ").endpoint, "/ws");
+/// assert_eq!(config.get_endpoint(), "/events");
+/// assert_eq!(WebSocketConfig::new(" / ").get_endpoint(), "/ws");
+/// assert_eq!(config.get_max_message_size(), 16 * 1024);
 /// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct WebSocketConfig {
-    /// The path the gateway is mounted on. Default `/ws`. Normalised as NestForge does:
-    /// trimmed; empty or `/` gives `/ws`; a missing leading `/` is added.
-    pub endpoint: String,
-    /// Largest frame payload accepted, checked as soon as the frame header arrives (before
-    /// any payload is buffered); beyond it the connection is closed with 1009.
-    /// Default 16 KiB.
-    pub max_frame_size: usize,
-    /// Largest message accepted, fragments included; beyond it, close 1009. Default 64 KiB.
-    pub max_message_size: usize,
-    /// Read buffer per connection (grows only up to the frame being read). Default 4 KiB.
-    pub read_buffer_size: usize,
-    /// Most bytes of outgoing frames buffered per connection before `send` waits for the
-    /// peer to read. Default 64 KiB.
-    pub max_write_buffer_size: usize,
-    /// How long a `send` (or a queued push) may wait for a peer that does not read before
-    /// the connection is closed with 1008. Default 5 s.
-    pub send_timeout: Duration,
-    /// Capacity of each connection's outbound push queue (messages). Default 16.
-    pub outbound_queue: usize,
-    /// What a push to a connection whose queue is full does. Default [`Overflow::Close`]
-    /// (close with 1008).
-    pub overflow: Overflow,
-    /// Interval between server pings; `None` disables them. Default 20 s.
-    pub ping_interval: Option<Duration>,
-    /// A connection that sent nothing (no frame, no pong) for this long is closed with
-    /// 1001 (going away; the TCP connection is then dropped, which the peer may see as
-    /// 1006). `None` disables it. Default 45 s.
-    pub idle_timeout: Option<Duration>,
-    /// How long the closing handshake may take before the socket is dropped. Default 2 s.
-    pub close_timeout: Duration,
-    /// Consecutive messages one connection may process before yielding to the others on
-    /// the thread; it also yields after reading `fairness_budget × read_buffer_size` bytes
-    /// in one turn (128 KiB by default), whatever the frames. Default 32.
-    pub fairness_budget: u32,
-    /// Allowed `Origin` values; when set, any other Origin (or none) gets 403 before the
-    /// upgrade. Default `None` (no check).
-    pub allowed_origins: Option<Vec<String>>,
-    /// Subprotocols the gateway speaks, in preference order; the first one the client also
-    /// offers is selected. Default none.
-    pub protocols: Vec<String>,
+    /// See [`get_endpoint`](Self::get_endpoint).
+    pub(crate) endpoint: String,
+    /// See [`get_max_frame_size`](Self::get_max_frame_size).
+    pub(crate) max_frame_size: usize,
+    /// See [`get_max_message_size`](Self::get_max_message_size).
+    pub(crate) max_message_size: usize,
+    /// See [`get_read_buffer_size`](Self::get_read_buffer_size).
+    pub(crate) read_buffer_size: usize,
+    /// See [`get_max_write_buffer_size`](Self::get_max_write_buffer_size).
+    pub(crate) max_write_buffer_size: usize,
+    /// See [`get_send_timeout`](Self::get_send_timeout).
+    pub(crate) send_timeout: Duration,
+    /// See [`get_outbound_queue`](Self::get_outbound_queue).
+    pub(crate) outbound_queue: usize,
+    /// See [`get_overflow`](Self::get_overflow).
+    pub(crate) overflow: Overflow,
+    /// See [`get_ping_interval`](Self::get_ping_interval).
+    pub(crate) ping_interval: Option<Duration>,
+    /// See [`get_idle_timeout`](Self::get_idle_timeout).
+    pub(crate) idle_timeout: Option<Duration>,
+    /// See [`get_close_timeout`](Self::get_close_timeout).
+    pub(crate) close_timeout: Duration,
+    /// See [`get_fairness_budget`](Self::get_fairness_budget).
+    pub(crate) fairness_budget: u32,
+    /// See [`get_allowed_origins`](Self::get_allowed_origins).
+    pub(crate) allowed_origins: Option<Vec<String>>,
+    /// See [`get_protocols`](Self::get_protocols).
+    pub(crate) protocols: Vec<String>,
     /// The upgrade guard (see [`WebSocketConfig::guard`]). Default none.
     pub(crate) guard: Option<Arc<dyn Guard>>,
 }
@@ -110,37 +99,37 @@ impl WebSocketConfig {
     }
 
     setters! {
-        /// Sets [`Self::max_frame_size`].
+        /// Sets [`get_max_frame_size`](Self::get_max_frame_size).
         max_frame_size: usize;
-        /// Sets [`Self::max_message_size`].
+        /// Sets [`get_max_message_size`](Self::get_max_message_size).
         max_message_size: usize;
-        /// Sets [`Self::read_buffer_size`].
+        /// Sets [`get_read_buffer_size`](Self::get_read_buffer_size).
         read_buffer_size: usize;
-        /// Sets [`Self::max_write_buffer_size`].
+        /// Sets [`get_max_write_buffer_size`](Self::get_max_write_buffer_size).
         max_write_buffer_size: usize;
-        /// Sets [`Self::send_timeout`].
+        /// Sets [`get_send_timeout`](Self::get_send_timeout).
         send_timeout: Duration;
-        /// Sets [`Self::outbound_queue`].
+        /// Sets [`get_outbound_queue`](Self::get_outbound_queue).
         outbound_queue: usize;
-        /// Sets [`Self::overflow`].
+        /// Sets [`get_overflow`](Self::get_overflow).
         overflow: Overflow;
-        /// Sets [`Self::ping_interval`].
+        /// Sets [`get_ping_interval`](Self::get_ping_interval).
         ping_interval: Option<Duration>;
-        /// Sets [`Self::idle_timeout`].
+        /// Sets [`get_idle_timeout`](Self::get_idle_timeout).
         idle_timeout: Option<Duration>;
-        /// Sets [`Self::close_timeout`].
+        /// Sets [`get_close_timeout`](Self::get_close_timeout).
         close_timeout: Duration;
-        /// Sets [`Self::fairness_budget`].
+        /// Sets [`get_fairness_budget`](Self::get_fairness_budget).
         fairness_budget: u32;
     }
 
-    /// Sets [`Self::endpoint`] (normalised).
+    /// Sets [`get_endpoint`](Self::get_endpoint) (normalised).
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = normalize_endpoint(&endpoint.into());
         self
     }
 
-    /// Sets [`Self::allowed_origins`].
+    /// Sets [`get_allowed_origins`](Self::get_allowed_origins).
     pub fn allowed_origins<I: IntoIterator<Item = S>, S: Into<String>>(
         mut self,
         origins: I,
@@ -149,7 +138,7 @@ impl WebSocketConfig {
         self
     }
 
-    /// Sets [`Self::protocols`].
+    /// Sets [`get_protocols`](Self::get_protocols).
     pub fn protocols<I: IntoIterator<Item = S>, S: Into<String>>(mut self, protocols: I) -> Self {
         self.protocols = protocols.into_iter().map(Into::into).collect();
         self
@@ -163,8 +152,91 @@ impl WebSocketConfig {
         self
     }
 
+    /// The path the gateway is mounted on. Default `/ws`. Normalised as NestForge does:
+    /// trimmed; empty or `/` gives `/ws`; a missing leading `/` is added.
+    pub fn get_endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Largest frame payload accepted, checked as soon as the frame header arrives (before
+    /// any payload is buffered); beyond it the connection is closed with 1009.
+    /// Default 16 KiB.
+    pub fn get_max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// Largest message accepted, fragments included; beyond it, close 1009. Default 64 KiB.
+    pub fn get_max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// Read buffer per connection (grows only up to the frame being read). Default 4 KiB.
+    pub fn get_read_buffer_size(&self) -> usize {
+        self.read_buffer_size
+    }
+
+    /// Most bytes of outgoing frames buffered per connection before `send` waits for the
+    /// peer to read. Default 64 KiB.
+    pub fn get_max_write_buffer_size(&self) -> usize {
+        self.max_write_buffer_size
+    }
+
+    /// How long a `send` (or a queued push) may wait for a peer that does not read before
+    /// the connection is closed with 1008. Default 5 s.
+    pub fn get_send_timeout(&self) -> Duration {
+        self.send_timeout
+    }
+
+    /// Capacity of each connection's outbound push queue (messages). Default 16.
+    pub fn get_outbound_queue(&self) -> usize {
+        self.outbound_queue
+    }
+
+    /// What a push to a connection whose queue is full does. Default [`Overflow::Close`]
+    /// (close with 1008).
+    pub fn get_overflow(&self) -> Overflow {
+        self.overflow
+    }
+
+    /// Interval between server pings; `None` disables them. Default 20 s.
+    pub fn get_ping_interval(&self) -> Option<Duration> {
+        self.ping_interval
+    }
+
+    /// A connection that sent nothing (no frame, no pong) for this long is closed with
+    /// 1001 (going away; the TCP connection is then dropped, which the peer may see as
+    /// 1006). `None` disables it. Default 45 s.
+    pub fn get_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    /// How long the closing handshake may take before the socket is dropped. Default 2 s.
+    pub fn get_close_timeout(&self) -> Duration {
+        self.close_timeout
+    }
+
+    /// Consecutive messages one connection may process before yielding to the others on
+    /// the thread; it also yields after reading `fairness_budget × read_buffer_size` bytes
+    /// in one turn (128 KiB by default), whatever the frames. Default 32.
+    pub fn get_fairness_budget(&self) -> u32 {
+        self.fairness_budget
+    }
+
+    /// Allowed `Origin` values; when set, any other Origin (or none) gets 403 before the
+    /// upgrade. Default `None` (no check).
+    pub fn get_allowed_origins(&self) -> Option<&[String]> {
+        self.allowed_origins.as_deref()
+    }
+
+    /// Subprotocols the gateway speaks, in preference order; the first one the client also
+    /// offers is selected. Default none.
+    pub fn get_protocols(&self) -> &[String] {
+        &self.protocols
+    }
+
     /// These limits as tungstenite's configuration (what each connection's framing runs
     /// with), for code that drives `tungstenite` directly, e.g. the fuzz targets.
+    #[doc(hidden)]
     pub fn tungstenite_config(&self) -> tungstenite::protocol::WebSocketConfig {
         tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(self.read_buffer_size)
@@ -207,29 +279,25 @@ impl fmt::Debug for WebSocketConfig {
 /// ```
 /// use nestforge_edge::ServerConfig;
 /// let config = ServerConfig::default().host("0.0.0.0").max_connections(16).health_endpoint(Some("/healthz"));
-/// assert_eq!(config.max_connections, 16);
+/// assert_eq!(config.get_max_connections(), 16);
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// Address `listen(port)` binds. Default `127.0.0.1` (as NestForge).
-    pub host: String,
-    /// Open connections (upgraded or upgrading) beyond which new ones get `503` before the
-    /// upgrade. Default 64.
-    pub max_connections: usize,
-    /// Largest request head; beyond it `431`. Default 8 KiB.
-    pub max_head_size: usize,
-    /// Most request headers; beyond it `431`. Default 32 (at most 128).
-    pub max_headers: usize,
-    /// Time allowed for the whole upgrade (head, guard, `101`); then `408` and close.
-    /// Default 5 s.
-    pub handshake_timeout: std::time::Duration,
-    /// After a shutdown starts, how long connections get to finish their close handshake
-    /// before they are dropped. Default 5 s.
-    pub shutdown_timeout: std::time::Duration,
-    /// Path answering `GET` with `200` and the counters as JSON; `None` disables it.
-    /// Default `None`.
-    pub health_endpoint: Option<String>,
+    /// See [`get_host`](Self::get_host).
+    pub(crate) host: String,
+    /// See [`get_max_connections`](Self::get_max_connections).
+    pub(crate) max_connections: usize,
+    /// See [`get_max_head_size`](Self::get_max_head_size).
+    pub(crate) max_head_size: usize,
+    /// See [`get_max_headers`](Self::get_max_headers).
+    pub(crate) max_headers: usize,
+    /// See [`get_handshake_timeout`](Self::get_handshake_timeout).
+    pub(crate) handshake_timeout: std::time::Duration,
+    /// See [`get_shutdown_timeout`](Self::get_shutdown_timeout).
+    pub(crate) shutdown_timeout: std::time::Duration,
+    /// See [`get_health_endpoint`](Self::get_health_endpoint).
+    pub(crate) health_endpoint: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -248,25 +316,64 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     setters! {
-        /// Sets [`Self::max_connections`].
+        /// Sets [`get_max_connections`](Self::get_max_connections).
         max_connections: usize;
-        /// Sets [`Self::max_head_size`].
+        /// Sets [`get_max_head_size`](Self::get_max_head_size).
         max_head_size: usize;
-        /// Sets [`Self::max_headers`].
+        /// Sets [`get_max_headers`](Self::get_max_headers).
         max_headers: usize;
-        /// Sets [`Self::handshake_timeout`].
+        /// Sets [`get_handshake_timeout`](Self::get_handshake_timeout).
         handshake_timeout: std::time::Duration;
-        /// Sets [`Self::shutdown_timeout`].
+        /// Sets [`get_shutdown_timeout`](Self::get_shutdown_timeout).
         shutdown_timeout: std::time::Duration;
     }
 
-    /// Sets [`Self::host`].
+    /// Address `listen(port)` binds. Default `127.0.0.1` (as NestForge).
+    pub fn get_host(&self) -> &str {
+        &self.host
+    }
+
+    /// Open connections (upgraded or upgrading) beyond which new ones get `503` before the
+    /// upgrade. Default 64.
+    pub fn get_max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// Largest request head; beyond it `431`. Default 8 KiB.
+    pub fn get_max_head_size(&self) -> usize {
+        self.max_head_size
+    }
+
+    /// Most request headers; beyond it `431`. Default 32 (at most 128).
+    pub fn get_max_headers(&self) -> usize {
+        self.max_headers
+    }
+
+    /// Time allowed for the whole upgrade (head, guard, `101`); then `408` and close.
+    /// Default 5 s.
+    pub fn get_handshake_timeout(&self) -> std::time::Duration {
+        self.handshake_timeout
+    }
+
+    /// After a shutdown starts, how long connections get to finish their close handshake
+    /// before they are dropped. Default 5 s.
+    pub fn get_shutdown_timeout(&self) -> std::time::Duration {
+        self.shutdown_timeout
+    }
+
+    /// Path answering `GET` with `200` and the counters as JSON; `None` disables it.
+    /// Default `None`.
+    pub fn get_health_endpoint(&self) -> Option<&str> {
+        self.health_endpoint.as_deref()
+    }
+
+    /// Sets [`get_host`](Self::get_host).
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.host = host.into();
         self
     }
 
-    /// Sets [`Self::health_endpoint`] (normalised like an endpoint).
+    /// Sets [`get_health_endpoint`](Self::get_health_endpoint) (normalised like an endpoint).
     pub fn health_endpoint(mut self, path: Option<&str>) -> Self {
         self.health_endpoint = path.map(normalize_endpoint);
         self

@@ -14,7 +14,7 @@ use crate::wire::TransportMetadata;
 
 /// A request id, `req-<unix_ms>-<seq>` (NestForge's format), one per connection.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct RequestId(pub Arc<str>);
+pub struct RequestId(Arc<str>);
 
 impl RequestId {
     /// Wraps a string.

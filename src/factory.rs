@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use crate::config::{normalize_endpoint, ServerConfig, WebSocketConfig};
+use crate::config::{ServerConfig, WebSocketConfig};
 use crate::error::{Error, Result};
 use crate::gateway::WebSocketGateway;
 use crate::providers::{Module, Providers};
@@ -67,10 +67,8 @@ impl<M> NestForgeFactory<M> {
     pub fn with_websocket_gateway_config<G: WebSocketGateway>(
         mut self,
         gateway: G,
-        mut config: WebSocketConfig,
+        config: WebSocketConfig,
     ) -> Self {
-        // The field is public: normalise again in case it was assigned directly.
-        config.endpoint = normalize_endpoint(&config.endpoint);
         self.mounts.push(Mount {
             gateway: Arc::new(gateway),
             config: Arc::new(config),

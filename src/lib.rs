@@ -66,13 +66,18 @@ mod stats;
 mod sync;
 mod tasks;
 mod tcp;
+// The sans-I/O upgrade (parser, checks, response writers): public for the fuzz targets and
+// the regression tests, not part of the documented API.
+#[doc(hidden)]
 pub mod upgrade;
 mod wire;
 
 pub use auth::Forbidden;
 pub use client::{InProcessMicroserviceClient, MicroserviceClient};
 pub use config::{ServerConfig, WebSocketConfig};
-pub use conn::{close_code, CloseInfo};
+#[doc(hidden)]
+pub use conn::close_code;
+pub use conn::CloseInfo;
 pub use context::{AuthIdentity, MicroserviceContext, RequestId, WebSocketContext};
 pub use envelope::{EventEnvelope, MessageEnvelope};
 #[doc(hidden)]
@@ -93,7 +98,7 @@ pub use socket::WebSocket;
 pub use stats::StatsSnapshot;
 pub use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 pub use tungstenite::{Bytes, Message};
-pub use upgrade::{Headers, Rejection};
+pub use upgrade::{Headers, Rejection, UpgradeRequest};
 pub use wire::{Kind, RequestFrame, TransportMetadata};
 
 /// NestForge's name for [`Kind`].

@@ -458,8 +458,7 @@ fn endpoints_are_normalised_and_unique() {
     );
     assert!(http(running.addr, &upgrade_head("/events")).starts_with("HTTP/1.1 101"));
     assert!(http(running.addr, &upgrade_head("/ws")).starts_with("HTTP/1.1 404"));
-    let mut config = WebSocketConfig::default();
-    config.endpoint = "socket".into(); // the public field bypasses `new`: normalised at mount
+    let config = WebSocketConfig::default().endpoint("socket");
     let err = NestForgeFactory::<AppModule>::create()
         .unwrap()
         .with_websocket_gateway_config(G, config)

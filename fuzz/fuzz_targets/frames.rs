@@ -77,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(message) => {
                 match &message {
                     Message::Text(_) | Message::Binary(_) => {
-                        assert!(message.len() <= edge.max_message_size);
+                        assert!(message.len() <= edge.get_max_message_size());
                         received += message.len();
                         // Echo, as a gateway would; may fail once closing.
                         let _ = ws.write(&mut stream, message);
