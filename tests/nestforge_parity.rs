@@ -18,8 +18,7 @@ use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
 use nestforge_edge as nestforge; // NestForge: the `nestforge` crate
 use nestforge_edge::prelude::*;
-use nestforge_edge::upgrade::UpgradeRequest;
-use nestforge_edge::{ErrorCode, GuardResult, Rejection, Server};
+use nestforge_edge::{ErrorCode, GuardResult, Rejection, Server, UpgradeRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
