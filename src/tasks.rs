@@ -160,3 +160,122 @@ impl fmt::Debug for Tasks<'_> {
         f.debug_struct("Tasks").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::sync::atomic::AtomicUsize;
+
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Pending until `open`; counts its polls and keeps its last waker.
+    struct Gate {
+        open: Rc<Cell<bool>>,
+        polls: Rc<Cell<usize>>,
+        waker: Rc<RefCell<Option<Waker>>>,
+    }
+
+    impl Future for Gate {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            self.polls.set(self.polls.get() + 1);
+            if self.open.get() {
+                return Poll::Ready(());
+            }
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    fn turn(tasks: &Tasks<'_>, waker: &Waker) {
+        tasks.turn(&mut Context::from_waker(waker));
+    }
+
+    #[test]
+    fn a_task_is_polled_again_only_when_woken() {
+        let tasks = Tasks::new();
+        let (open, polls) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(0)));
+        let gate_waker = Rc::new(RefCell::new(None));
+        tasks.spawn(Gate {
+            open: Rc::clone(&open),
+            polls: Rc::clone(&polls),
+            waker: Rc::clone(&gate_waker),
+        });
+        let run = Arc::new(CountingWaker::default());
+        let run_waker = Waker::from(Arc::clone(&run));
+        turn(&tasks, &run_waker);
+        assert_eq!(polls.get(), 1);
+        // Not woken: not polled.
+        turn(&tasks, &run_waker);
+        assert_eq!(polls.get(), 1);
+        // Woken (twice: one poll), possibly from another thread: the runner is woken too.
+        let waker = gate_waker.borrow_mut().take().unwrap();
+        let before = run.0.load(Ordering::SeqCst);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                waker.wake_by_ref();
+                waker.wake_by_ref();
+            });
+        });
+        assert_eq!(run.0.load(Ordering::SeqCst), before + 1);
+        open.set(true);
+        turn(&tasks, &run_waker);
+        assert_eq!(polls.get(), 2);
+        // Finished: a stale wake-up polls nothing.
+        waker.wake();
+        turn(&tasks, &run_waker);
+        assert_eq!(polls.get(), 2);
+    }
+
+    #[test]
+    fn a_task_spawned_while_running_runs_on_the_next_turn() {
+        let tasks = Rc::new(Tasks::new());
+        let ran = Rc::new(Cell::new(0));
+        let (inner_tasks, inner_ran) = (Rc::clone(&tasks), Rc::clone(&ran));
+        tasks.spawn(async move {
+            inner_ran.set(inner_ran.get() + 1);
+            let ran = Rc::clone(&inner_ran);
+            inner_tasks.spawn(async move { ran.set(ran.get() + 10) });
+        });
+        let run = Arc::new(CountingWaker::default());
+        let run_waker = Waker::from(Arc::clone(&run));
+        turn(&tasks, &run_waker);
+        assert_eq!(ran.get(), 1);
+        // The runner asked to be polled again for the spawned task.
+        assert!(run.0.load(Ordering::SeqCst) >= 1);
+        turn(&tasks, &run_waker);
+        assert_eq!(ran.get(), 11);
+    }
+
+    #[test]
+    fn finished_tasks_are_dropped_and_their_slots_reused() {
+        struct Flag(Rc<Cell<bool>>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        let tasks = Tasks::new();
+        let dropped = Rc::new(Cell::new(false));
+        let flag = Flag(Rc::clone(&dropped));
+        tasks.spawn(async move {
+            let _flag = flag;
+        });
+        let waker = Waker::from(Arc::new(CountingWaker::default()));
+        turn(&tasks, &waker);
+        assert!(dropped.get());
+        assert_eq!(tasks.slots.borrow().free, [0]);
+        tasks.spawn(async {});
+        turn(&tasks, &waker);
+        assert_eq!(tasks.slots.borrow().tasks.len(), 1, "slot 0 reused");
+    }
+}

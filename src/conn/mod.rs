@@ -637,3 +637,6 @@ pub(crate) enum Flush {
     /// To the socket (`Sink::poll_close`).
     Now,
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,273 @@
+//! `Conn` on a mock stream: when `send` flushes, the read-ahead, the fairness budget and the
+//! close sequence.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use futures_lite::future::{block_on, poll_fn};
+use futures_lite::{AsyncRead, AsyncWrite};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::Message;
+
+use super::Conn;
+use crate::config::WebSocketConfig;
+
+/// Input fed by the test; output, write calls and the half-close recorded.
+#[derive(Default)]
+struct Pipe {
+    input: Vec<u8>,
+    /// Reads past the input give end of stream instead of waiting.
+    eof: bool,
+    output: Vec<u8>,
+    writes: usize,
+    closed: bool,
+    reader: Option<Waker>,
+}
+
+#[derive(Clone, Default)]
+struct Mock(Arc<Mutex<Pipe>>);
+
+impl Mock {
+    fn feed(&self, bytes: &[u8]) {
+        let mut pipe = self.0.lock().unwrap();
+        pipe.input.extend_from_slice(bytes);
+        if let Some(w) = pipe.reader.take() {
+            w.wake();
+        }
+    }
+    fn end(&self) {
+        let mut pipe = self.0.lock().unwrap();
+        pipe.eof = true;
+        if let Some(w) = pipe.reader.take() {
+            w.wake();
+        }
+    }
+    fn writes(&self) -> usize {
+        self.0.lock().unwrap().writes
+    }
+    /// The frames written so far: `(opcode, payload)`.
+    fn frames(&self) -> Vec<(u8, Vec<u8>)> {
+        let pipe = self.0.lock().unwrap();
+        let (mut out, mut rest) = (Vec::new(), &pipe.output[..]);
+        while rest.len() >= 2 {
+            let len = usize::from(rest[1] & 0x7f);
+            assert!(len < 126, "short frames only");
+            out.push((rest[0] & 0x0f, rest[2..2 + len].to_vec()));
+            rest = &rest[2 + len..];
+        }
+        out
+    }
+}
+
+impl AsyncRead for Mock {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut pipe = self.0.lock().unwrap();
+        if pipe.input.is_empty() {
+            if pipe.eof {
+                return Poll::Ready(Ok(0));
+            }
+            pipe.reader = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let n = buf.len().min(pipe.input.len());
+        buf[..n].copy_from_slice(&pipe.input[..n]);
+        pipe.input.drain(..n);
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for Mock {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut pipe = self.0.lock().unwrap();
+        pipe.writes += 1;
+        pipe.output.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.0.lock().unwrap().closed = true;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A masked client frame (mask key 0, so the payload reads as is).
+fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    out.extend_from_slice(payload);
+    out
+}
+
+fn text(s: &str) -> Vec<u8> {
+    frame(1, s.as_bytes())
+}
+
+fn close_frame(code: u16) -> Vec<u8> {
+    frame(8, &code.to_be_bytes())
+}
+
+fn conn(mock: &Mock, config: WebSocketConfig) -> Conn {
+    let config = config.ping_interval(None).idle_timeout(None);
+    Conn::new(
+        Box::new(mock.clone()),
+        Vec::new(),
+        Arc::new(config),
+        Arc::default(),
+        Arc::default(),
+    )
+}
+
+fn recv(conn: &mut Conn) -> Option<Message> {
+    block_on(poll_fn(|cx| conn.poll_recv(cx))).map(Result::unwrap)
+}
+
+#[derive(Default)]
+struct CountingWaker(AtomicUsize);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_lone_reply_is_flushed_at_once() {
+    let mock = Mock::default();
+    let mut conn = conn(&mock, WebSocketConfig::default());
+    mock.feed(&text("a"));
+    assert_eq!(recv(&mut conn), Some(Message::text("a")));
+    block_on(conn.send(Message::text("A"))).unwrap();
+    assert_eq!(mock.writes(), 1);
+    assert_eq!(mock.frames(), [(1, b"A".to_vec())]);
+}
+
+#[test]
+fn replies_wait_while_requests_are_read_ahead() {
+    let mock = Mock::default();
+    let mut conn = conn(&mock, WebSocketConfig::default());
+    mock.feed(&[text("a"), text("b"), text("c")].concat());
+    for (request, reply) in [("a", "A"), ("b", "B")] {
+        assert_eq!(recv(&mut conn), Some(Message::text(request)));
+        block_on(conn.send(Message::text(reply))).unwrap();
+        // Another request is buffered: read ahead, the reply is held back.
+        assert!(conn.peeked.is_some());
+        assert_eq!(mock.writes(), 0);
+    }
+    assert_eq!(recv(&mut conn), Some(Message::text("c")));
+    block_on(conn.send(Message::text("C"))).unwrap();
+    // Nothing left behind the last request: the three replies leave in one write.
+    assert_eq!(mock.writes(), 1);
+    let frames = mock.frames();
+    let replies: Vec<_> = frames.iter().map(|(_, p)| p.as_slice()).collect();
+    assert_eq!(replies, [b"A", b"B", b"C"]);
+}
+
+#[test]
+fn the_fairness_budget_yields_and_wakes_itself() {
+    let mock = Mock::default();
+    let mut conn = conn(&mock, WebSocketConfig::default().fairness_budget(2));
+    mock.feed(&[text("1"), text("2"), text("3")].concat());
+    let counter = Arc::new(CountingWaker::default());
+    let waker = Waker::from(Arc::clone(&counter));
+    let mut cx = Context::from_waker(&waker);
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        match conn.poll_recv(&mut cx) {
+            Poll::Ready(Some(Ok(m))) => got.push(m),
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+    // Budget spent: yield, but ask to be polled again at once.
+    assert!(conn.poll_recv(&mut cx).is_pending());
+    assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+    match conn.poll_recv(&mut cx) {
+        Poll::Ready(Some(Ok(m))) => got.push(m),
+        other => panic!("expected a message, got {other:?}"),
+    }
+    assert_eq!(
+        got,
+        [Message::text("1"), Message::text("2"), Message::text("3")]
+    );
+}
+
+#[test]
+fn the_peers_close_is_answered_and_reported() {
+    let mock = Mock::default();
+    let mut conn = conn(&mock, WebSocketConfig::default());
+    mock.feed(&close_frame(1000));
+    assert!(matches!(recv(&mut conn), Some(Message::Close(_))));
+    mock.end();
+    assert_eq!(recv(&mut conn), None);
+    let info = block_on(conn.finish(CloseCode::Normal));
+    assert_eq!((info.code, info.by_peer), (1000, true));
+    // Our Close echoes the peer's, once.
+    let closes = mock.frames().into_iter().filter(|(op, _)| *op == 8).count();
+    assert_eq!(closes, 1);
+    assert!(mock.0.lock().unwrap().closed);
+}
+
+#[test]
+fn our_close_waits_for_the_peers_close() {
+    let mock = Mock::default();
+    let mut conn = conn(&mock, WebSocketConfig::default());
+    let peer = mock.clone();
+    let finish = conn.finish(CloseCode::Normal);
+    let info = block_on(futures_lite::future::zip(finish, async move {
+        // The server's Close goes out first, then the peer answers and hangs up.
+        while peer.frames().is_empty() {
+            async_io::Timer::after(Duration::from_millis(1)).await;
+        }
+        peer.feed(&close_frame(1000));
+        peer.end();
+    }))
+    .0;
+    assert_eq!(mock.frames(), [(8, 1000u16.to_be_bytes().to_vec())]);
+    assert_eq!((info.code, info.by_peer), (1000, false));
+}
+
+#[test]
+fn a_protocol_error_closes_without_waiting_for_the_peer() {
+    let mock = Mock::default();
+    // Long enough to notice a wait for the peer's Close.
+    let mut conn = conn(
+        &mock,
+        WebSocketConfig::default().close_timeout(Duration::from_secs(30)),
+    );
+    // An unmasked frame from a client.
+    mock.feed(&[0x81, 0x01, b'x']);
+    assert!(matches!(
+        block_on(poll_fn(|cx| conn.poll_recv(cx))),
+        Some(Err(_))
+    ));
+    assert_eq!(recv(&mut conn), None);
+    mock.end();
+    let started = std::time::Instant::now();
+    let info = block_on(conn.finish(CloseCode::Normal));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!((info.code, info.by_peer), (1002, false));
+    assert_eq!(mock.frames()[0].0, 8);
+}
+
+#[test]
+fn send_after_the_close_is_refused() {
+    let mock = Mock::default();
+    let mut conn = conn(&mock, WebSocketConfig::default());
+    mock.feed(&close_frame(1001));
+    assert!(matches!(recv(&mut conn), Some(Message::Close(_))));
+    mock.end();
+    assert_eq!(recv(&mut conn), None);
+    assert!(block_on(conn.send(Message::text("late"))).is_err());
+}
