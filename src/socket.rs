@@ -252,6 +252,9 @@ mod tests {
         input: Vec<u8>,
         output: Vec<u8>,
         writes: usize,
+        /// Writes wait (a peer that does not read), registering `writer`.
+        blocked: bool,
+        writer: Option<std::task::Waker>,
     }
 
     #[derive(Clone, Default)]
@@ -277,10 +280,14 @@ mod tests {
     impl AsyncWrite for Mock {
         fn poll_write(
             self: Pin<&mut Self>,
-            _: &mut Context<'_>,
+            cx: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
             let mut pipe = self.0.lock().unwrap();
+            if pipe.blocked {
+                pipe.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
             pipe.output.extend_from_slice(buf);
             pipe.writes += 1;
             Poll::Ready(Ok(buf.len()))
@@ -362,6 +369,52 @@ mod tests {
             err,
             Error::WebSocket(tungstenite::Error::WriteBufferFull(_))
         ));
+    }
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_parked_sink_keeps_the_write_waker_while_the_reader_polls() {
+        let mock = Mock::default();
+        mock.0.lock().unwrap().blocked = true;
+        let mut ws = socket(&mock, &[]);
+        let mut ws = Pin::new(&mut ws);
+        let (sender, reader) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let sender_waker = std::task::Waker::from(Arc::clone(&sender));
+        let reader_waker = std::task::Waker::from(Arc::clone(&reader));
+        let mut sender_cx = Context::from_waker(&sender_waker);
+        let mut reader_cx = Context::from_waker(&reader_waker);
+
+        ws.as_mut().start_send(Message::text("x")).unwrap();
+        assert!(ws.as_mut().poll_flush(&mut sender_cx).is_pending());
+        for _ in 0..3 {
+            assert!(ws.as_mut().poll_next(&mut reader_cx).is_pending());
+            let pipe = mock.0.lock().unwrap();
+            let writer = pipe.writer.as_ref().expect("a write waker");
+            // The reader left the sender's waker registered.
+            assert!(
+                writer.will_wake(&sender_waker),
+                "the reader took the write waker"
+            );
+        }
+        // Once the peer reads, the sender is the one woken and finishes its flush.
+        let writer = {
+            let mut pipe = mock.0.lock().unwrap();
+            pipe.blocked = false;
+            pipe.writer.take().unwrap()
+        };
+        writer.wake();
+        assert_eq!(sender.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(ws.as_mut().poll_flush(&mut sender_cx).is_ready());
+        assert_eq!(mock.0.lock().unwrap().output, b"\x81\x01x");
     }
 
     #[test]

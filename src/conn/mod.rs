@@ -13,7 +13,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_io::Timer;
@@ -371,17 +371,13 @@ impl Conn {
         queued
     }
 
-    /// [`poll_flush`](Self::poll_flush) from the read side. While a `Sink` send is parked on
-    /// the socket, the write is tried without registering this task's waker (the send's
-    /// stays registered and finishes the flush), so that a send abandoned while parked does
-    /// not leave the bytes unflushed while reads go on.
+    /// [`poll_flush`](Self::poll_flush) from the read side: left to a `Sink` send parked on
+    /// the socket, whose waker must stay the registered one (a stream wakes only the waker
+    /// of its latest `poll_write`). A send abandoned while parked leaves its bytes to the
+    /// next send, flush or close, or to the server's close.
     fn poll_flush_for_reader(&mut self, cx: &mut Context<'_>) -> Poll<tungstenite::Result<()>> {
         if self.sink_parked {
-            let mut quiet = Context::from_waker(Waker::noop());
-            return match self.poll_flush(&mut quiet) {
-                Poll::Pending => Poll::Ready(Ok(())),
-                done => done,
-            };
+            return Poll::Ready(Ok(()));
         }
         self.poll_flush(cx)
     }
