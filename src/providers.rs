@@ -107,7 +107,8 @@ pub struct ProvidersBuilder {
 
 impl ProvidersBuilder {
     /// Registers `value` as the provider of its type. A type may be provided once;
-    /// a second time is [`Error::DuplicateProvider`].
+    /// a second time is [`Error::DuplicateProvider`] ([`Error::ProviderConflict`], naming
+    /// both, when two modules provide it).
     pub fn provide<T: Send + Sync + 'static>(&mut self, value: T) -> Result<&mut Self> {
         self.provide_arc(Arc::new(value))
     }
