@@ -171,7 +171,7 @@ impl Server {
             Err(Some(Rejection::new(408, "handshake timeout")))
         };
         // Boxed, like the closing below: a connection's future then holds only what a live
-        // connection needs (about 1 KiB less per connection).
+        // connection needs (see "Memory per connection" in BENCHMARKS.md).
         let accepted = or(Box::pin(shared.handshake(&mut io, peer)), Box::pin(timeout)).await;
         let (mount, ctx, read_ahead) = match accepted {
             Ok(accepted) => accepted,
