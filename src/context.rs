@@ -1,10 +1,12 @@
 //! What a connection and a handler can see: providers, ids, the upgrade request.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::auth::Forbidden;
 use crate::error::Result;
 use crate::providers::Providers;
 use crate::upgrade::Headers;
@@ -51,12 +53,34 @@ impl fmt::Display for RequestId {
 }
 
 /// Who is on the other end, as established by the upgrade guard (NestForge's `AuthIdentity`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Serializes as NestForge's does: `{"subject":..,"roles":[..],"claims":{..}}` (`claims` may
+/// be absent).
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::AuthIdentity;
+/// use serde_json::json;
+///
+/// let identity = AuthIdentity::new("user-1")
+///     .with_roles(["admin"])
+///     .with_claim("tenant", json!("acme"));
+/// assert_eq!(identity.claims["tenant"], "acme");
+/// assert!(identity.require_role("admin").is_ok());
+/// assert_eq!(
+///     identity.require_role("root").unwrap_err().to_string(),
+///     "Missing required role `root`"
+/// );
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuthIdentity {
     /// The subject (user or device id).
     pub subject: String,
     /// Role names.
     pub roles: Vec<String>,
+    /// Further claims (tenant, scopes, expiry, ...), as the guard decoded them.
+    #[serde(default)]
+    pub claims: BTreeMap<String, serde_json::Value>,
 }
 
 impl AuthIdentity {
@@ -65,6 +89,33 @@ impl AuthIdentity {
         AuthIdentity {
             subject: subject.into(),
             roles: Vec::new(),
+            claims: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a claim (builder style); a claim with the same key is replaced.
+    pub fn with_claim(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.claims.insert(key.into(), value.into());
+        self
+    }
+
+    /// The claim `key`, if present.
+    pub fn claim(&self, key: &str) -> Option<&serde_json::Value> {
+        self.claims.get(key)
+    }
+
+    /// `Ok` if the identity has `role`, else [`Forbidden`] (``Missing required role `role` ``,
+    /// NestForge's text). Returned with `?` from a handler it becomes a `forbidden` error
+    /// frame; from an upgrade guard, a `403` rejection.
+    pub fn require_role(&self, role: &str) -> std::result::Result<(), Forbidden> {
+        if self.has_role(role) {
+            Ok(())
+        } else {
+            Err(Forbidden::missing_role(role))
         }
     }
 
@@ -159,6 +210,11 @@ impl WebSocketContext {
         &self.inner.providers
     }
 
+    /// NestForge's name for [`providers`](Self::providers).
+    pub fn container(&self) -> &Providers {
+        &self.inner.providers
+    }
+
     /// The connection id, unique per server, counting from 1.
     pub fn connection_id(&self) -> u64 {
         self.inner.connection_id
@@ -224,7 +280,7 @@ impl WebSocketContext {
         pattern: impl Into<String>,
         metadata: TransportMetadata,
     ) -> MicroserviceContext {
-        MicroserviceContext::new(self.clone(), Arc::from(pattern.into()), metadata)
+        MicroserviceContext::for_connection(self.clone(), Arc::from(pattern.into()), metadata)
     }
 }
 
@@ -240,7 +296,7 @@ impl fmt::Debug for WebSocketContext {
 }
 
 /// What a message or event handler receives besides its payload: providers, the pattern,
-/// the request metadata, the transport (`"websocket"`) and the connection's ids.
+/// the request metadata, the transport (`"websocket"` for frames) and the connection's ids.
 ///
 /// Built per dispatched frame without allocating (reference counts only).
 #[derive(Clone)]
@@ -248,10 +304,13 @@ pub struct MicroserviceContext {
     ws: WebSocketContext,
     pattern: Arc<str>,
     metadata: TransportMetadata,
+    /// `None`: `"websocket"`, the connection's.
+    transport: Option<Arc<str>>,
 }
 
 impl MicroserviceContext {
-    pub(crate) fn new(
+    /// A context for a frame received on the connection `ws`.
+    pub(crate) fn for_connection(
         ws: WebSocketContext,
         pattern: Arc<str>,
         metadata: TransportMetadata,
@@ -260,7 +319,66 @@ impl MicroserviceContext {
             ws,
             pattern,
             metadata,
+            transport: None,
         }
+    }
+
+    /// A context outside any connection (NestForge's constructor, same argument order), for
+    /// [`MicroserviceRegistry::dispatch_message`](crate::MicroserviceRegistry::dispatch_message)
+    /// from code and tests. As in NestForge, the request id and the identity are the
+    /// providers of those types, when registered.
+    ///
+    /// # Examples
+    /// ```
+    /// use nestforge_edge::{MicroserviceContext, Providers, TransportMetadata};
+    ///
+    /// let ctx = MicroserviceContext::new(
+    ///     Providers::default(),
+    ///     "grpc",
+    ///     "users.count",
+    ///     TransportMetadata::new(),
+    /// );
+    /// assert_eq!((ctx.transport(), ctx.pattern()), ("grpc", "users.count"));
+    /// ```
+    pub fn new(
+        container: Providers,
+        transport: impl Into<String>,
+        pattern: impl Into<String>,
+        metadata: TransportMetadata,
+    ) -> Self {
+        Self::with_transport(
+            container,
+            Arc::from(transport.into()),
+            &pattern.into(),
+            metadata,
+        )
+    }
+
+    /// [`new`](Self::new) with a shared transport name.
+    pub(crate) fn with_transport(
+        providers: Providers,
+        transport: Arc<str>,
+        pattern: &str,
+        metadata: TransportMetadata,
+    ) -> Self {
+        let request_id = providers
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId::new("detached"));
+        let mut handshake = Handshake::internal("/");
+        handshake.identity = providers.get::<AuthIdentity>().cloned();
+        let ws = WebSocketContext::new(providers, 0, request_id, handshake);
+        MicroserviceContext {
+            ws,
+            pattern: Arc::from(pattern),
+            metadata,
+            transport: Some(transport),
+        }
+    }
+
+    /// The providers (NestForge's container).
+    pub fn container(&self) -> &Providers {
+        self.ws.providers()
     }
 
     /// The provider of type `T`.
@@ -278,9 +396,10 @@ impl MicroserviceContext {
         &self.metadata
     }
 
-    /// The transport name: `"websocket"`.
+    /// The transport name: `"websocket"` for frames, else the one given to
+    /// [`new`](Self::new) (the in-process client's: `"in-process"` unless set).
     pub fn transport(&self) -> &str {
-        "websocket"
+        self.transport.as_deref().unwrap_or("websocket")
     }
 
     /// The connection's request id.
@@ -293,7 +412,7 @@ impl MicroserviceContext {
         self.ws.auth_identity()
     }
 
-    /// The connection this request arrived on.
+    /// The connection this request arrived on (a detached one outside connections).
     pub fn websocket(&self) -> &WebSocketContext {
         &self.ws
     }
@@ -303,7 +422,7 @@ impl fmt::Debug for MicroserviceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MicroserviceContext")
             .field("pattern", &self.pattern)
-            .field("transport", &"websocket")
+            .field("transport", &self.transport())
             .field("connection_id", &self.ws.connection_id())
             .finish_non_exhaustive()
     }

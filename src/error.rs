@@ -10,8 +10,12 @@ use crate::wire::Kind;
 /// What a message or event handler may fail with.
 ///
 /// Any `std::error::Error + Send + Sync` converts into it with `?` (this crate's [`Error`],
-/// `serde_json::Error`, `io::Error`, `anyhow::Error`, ...), and so do `&str` and `String`:
-/// `Err("boom".into())`.
+/// `serde_json::Error`, `io::Error`, ...), and so do `&str` and `String`:
+/// `Err("boom".into())`. So does `anyhow::Error` (anyhow provides the conversion; no feature
+/// needed): the handler's `Display` is the outermost context, as NestForge sends it, and
+/// `{:#}` on the resulting [`Error::Handler`] shows the whole chain. anyhow's `bail!` and
+/// `ensure!` return an `anyhow::Error` as is, so inside a handler body use this crate's
+/// `bail!` and `ensure!` (feature `anyhow`) instead.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// `Result` with this crate's [`Error`] as the default error.
@@ -84,6 +88,23 @@ pub enum Error {
         /// serde_json's reason.
         source: serde_json::Error,
     },
+    /// An envelope's payload could not be serialized to JSON
+    /// ([`MessageEnvelope::new`](crate::MessageEnvelope::new), the client's `send`/`emit`).
+    EncodePayload {
+        /// Message or event.
+        kind: Kind,
+        /// The request being built.
+        request: Request,
+        /// serde_json's reason.
+        source: serde_json::Error,
+    },
+    /// A reply did not deserialize into the type the client's `send` asked for.
+    DecodeReply {
+        /// The request that was answered.
+        request: Request,
+        /// serde_json's reason.
+        source: serde_json::Error,
+    },
     /// `resolve::<T>()` asked for a type no module provided.
     TypeNotRegistered {
         /// `std::any::type_name::<T>()`.
@@ -93,6 +114,15 @@ pub enum Error {
     DuplicateProvider {
         /// `std::any::type_name::<T>()`.
         type_name: &'static str,
+    },
+    /// Two different modules provide the same type.
+    ProviderConflict {
+        /// `std::any::type_name::<T>()`.
+        type_name: &'static str,
+        /// The module that provided it first.
+        first: &'static str,
+        /// The module that provided it again.
+        second: &'static str,
     },
     /// A provider's constructor failed during `create()`.
     Provider {
@@ -165,6 +195,8 @@ pub enum ErrorCode {
     HandlerError,
     /// `provider_missing`: a provider the handler needs is not registered.
     ProviderMissing,
+    /// `forbidden`: the identity lacks a required role ([`Forbidden`](crate::Forbidden)).
+    Forbidden,
     /// `internal`: anything else (reply serialization, transport, configuration).
     Internal,
     /// `timeout`: a forwarded request got no reply in time (feature `mqtt`).
@@ -187,6 +219,7 @@ impl ErrorCode {
             ErrorCode::BadPayload => "bad_payload",
             ErrorCode::HandlerError => "handler_error",
             ErrorCode::ProviderMissing => "provider_missing",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
             #[cfg(feature = "mqtt")]
             ErrorCode::Timeout => "timeout",
@@ -214,6 +247,7 @@ impl Error {
             Error::BadPayload { .. } => ErrorCode::BadPayload,
             Error::Handler { source, .. } => match source.downcast_ref::<Error>() {
                 Some(inner) => inner.code(),
+                None if source.is::<crate::auth::Forbidden>() => ErrorCode::Forbidden,
                 None => ErrorCode::HandlerError,
             },
             Error::TypeNotRegistered { .. } => ErrorCode::ProviderMissing,
@@ -232,6 +266,8 @@ impl Error {
         match self {
             Error::UnknownPattern { request, .. }
             | Error::BadPayload { request, .. }
+            | Error::EncodePayload { request, .. }
+            | Error::DecodeReply { request, .. }
             | Error::Handler { request, .. }
             | Error::Serialize { request, .. } => Some(request),
             #[cfg(feature = "mqtt")]
@@ -273,7 +309,9 @@ impl Error {
     /// The cause shown by `{:#}` and in the `detail` field of error frames.
     pub(crate) fn detail(&self) -> Option<&dyn std::error::Error> {
         match self {
-            Error::BadPayload { source, .. } => Some(source),
+            Error::BadPayload { source, .. }
+            | Error::EncodePayload { source, .. }
+            | Error::DecodeReply { source, .. } => Some(source),
             Error::Provider { source, .. } => Some(&**source),
             #[cfg(feature = "mqtt")]
             Error::Remote {
@@ -300,12 +338,26 @@ impl fmt::Display for Error {
             }
             Error::Handler { source, .. } => fmt::Display::fmt(source, f)?,
             Error::Serialize { .. } => f.write_str("Failed to serialize message response")?,
+            Error::EncodePayload { kind, .. } => {
+                write!(f, "Failed to serialize {} payload", kind.as_str())?
+            }
+            Error::DecodeReply { .. } => {
+                f.write_str("Failed to deserialize microservice response")?
+            }
             Error::TypeNotRegistered { type_name } => {
                 write!(f, "Type not registered: {type_name}")?
             }
             Error::DuplicateProvider { type_name } => {
                 write!(f, "Type already registered: {type_name}")?
             }
+            Error::ProviderConflict {
+                type_name,
+                first,
+                second,
+            } => write!(
+                f,
+                "Type already registered: {type_name} (provided by `{first}` and by `{second}`)"
+            )?,
             Error::Provider { type_name, .. } => {
                 write!(f, "Failed to construct provider {type_name}")?
             }
@@ -337,6 +389,14 @@ impl fmt::Display for Error {
         if f.alternate() {
             if let Some(cause) = self.detail() {
                 write!(f, ": {cause}")?;
+            } else if let Error::Handler { source, .. } = self {
+                // The handler error's own causes (an `anyhow` chain keeps its contexts
+                // here), as anyhow's `{:#}` shows them.
+                let mut cause = source.source();
+                while let Some(c) = cause {
+                    write!(f, ": {c}")?;
+                    cause = c.source();
+                }
             }
         }
         Ok(())
@@ -348,7 +408,9 @@ impl std::error::Error for Error {
         match self {
             Error::BadFrame { source } => Some(source),
             Error::BadPayload { source, .. } => Some(source),
-            Error::Serialize { source, .. } => Some(source),
+            Error::Serialize { source, .. }
+            | Error::EncodePayload { source, .. }
+            | Error::DecodeReply { source, .. } => Some(source),
             Error::Handler { source, .. } | Error::Provider { source, .. } => Some(&**source),
             Error::WebSocket(e) => Some(e),
             Error::Io(e) => Some(e),
@@ -366,5 +428,120 @@ impl From<io::Error> for Error {
 impl From<tungstenite::Error> for Error {
     fn from(e: tungstenite::Error) -> Self {
         Error::WebSocket(e)
+    }
+}
+
+/// Returns early from a message or event handler with an error, in anyhow's forms:
+/// `bail!("text")`, `bail!("fmt {x}")`, `bail!(error_value)` (feature `anyhow`).
+///
+/// anyhow's own `bail!` returns an `anyhow::Error` unconverted, which a handler (returning
+/// [`HandlerError`]) cannot; this one converts it. In functions that return
+/// `anyhow::Result` keep anyhow's: their errors reach handlers through `?`.
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::{bail, MicroserviceContext, MicroserviceRegistry};
+///
+/// let registry = MicroserviceRegistry::builder()
+///     .message("users.get", |id: u32, _ctx: MicroserviceContext| async move {
+///         if id == 0 {
+///             bail!("User {id} not found");
+///         }
+///         Ok(id)
+///     })
+///     .build();
+/// # let _ = registry;
+/// ```
+#[cfg(feature = "anyhow")]
+#[macro_export]
+macro_rules! bail {
+    ($($arg:tt)+) => {
+        return ::core::result::Result::Err($crate::HandlerError::from(
+            $crate::__private::anyhow::anyhow!($($arg)+),
+        ))
+    };
+}
+
+/// Returns early from a handler with an error unless `cond` holds (feature `anyhow`):
+/// `ensure!(cond)` (message ``Condition failed: `cond` ``) or `ensure!(cond, "fmt", ..)`.
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::{ensure, MicroserviceContext, MicroserviceRegistry};
+///
+/// let registry = MicroserviceRegistry::builder()
+///     .message("math.div", |(a, b): (i64, i64), _ctx: MicroserviceContext| async move {
+///         ensure!(b != 0, "division by zero");
+///         Ok(a / b)
+///     })
+///     .build();
+/// # let _ = registry;
+/// ```
+#[cfg(feature = "anyhow")]
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr $(,)?) => {
+        if !$cond {
+            $crate::bail!(::core::concat!("Condition failed: `", ::core::stringify!($cond), "`"));
+        }
+    };
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            $crate::bail!($($arg)+);
+        }
+    };
+}
+
+/// What the exported macros refer to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(feature = "anyhow")]
+    pub use anyhow;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alternate_display_of_a_handler_error_shows_its_chain() {
+        use anyhow::Context;
+        let failed: anyhow::Result<()> = Err(io::Error::other("disk full"))
+            .context("writing the record")
+            .context("audit failed");
+        let err = Error::Handler {
+            request: Request::new(None, "users.created"),
+            source: failed.unwrap_err().into(),
+        };
+        assert_eq!(err.to_string(), "audit failed");
+        assert_eq!(
+            format!("{err:#}"),
+            "audit failed: writing the record: disk full"
+        );
+        assert_eq!(err.code(), ErrorCode::HandlerError);
+    }
+
+    #[cfg(feature = "anyhow")]
+    #[test]
+    fn bail_and_ensure_convert_into_handler_errors() {
+        fn check(n: i32) -> std::result::Result<i32, HandlerError> {
+            crate::ensure!(n >= 0);
+            crate::ensure!(n != 1, "one is {}", "odd");
+            if n == 2 {
+                crate::bail!(io::Error::other("io"));
+            }
+            if n == 3 {
+                crate::bail!("n is {n}");
+            }
+            Ok(n)
+        }
+        assert_eq!(
+            check(-1).unwrap_err().to_string(),
+            "Condition failed: `n >= 0`"
+        );
+        assert_eq!(check(1).unwrap_err().to_string(), "one is odd");
+        assert_eq!(check(2).unwrap_err().to_string(), "io");
+        assert_eq!(check(3).unwrap_err().to_string(), "n is 3");
+        assert_eq!(check(4).unwrap(), 4);
     }
 }

@@ -39,12 +39,12 @@ pub struct NestForgeFactory<M> {
     module: PhantomData<fn() -> M>,
 }
 
-impl<M: Module> NestForgeFactory<M> {
+impl<M: Module + 'static> NestForgeFactory<M> {
     /// Runs the module's provider registrations (constructors may fail), adds the
     /// [`Connections`] registry, and freezes them.
     pub fn create() -> Result<Self> {
         let mut providers = Providers::builder();
-        M::register(&mut providers)?;
+        providers.import::<M>()?;
         if !providers.contains::<Connections>() {
             providers.provide(Connections::default())?;
         }

@@ -20,6 +20,28 @@ pub type WebSocketFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// connection. When it completes, the server closes the connection (close code 1000; 1011
 /// if it panicked). The other hooks have empty defaults.
 ///
+/// A closure `Fn(WebSocketContext, WebSocket) -> impl Future<Output = ()>` is a gateway too
+/// (NestForge's `websocket_router(|ctx, socket| async move { .. })`); name the argument
+/// types, as the closure is not passed where they are known:
+///
+/// ```
+/// use nestforge_edge::prelude::*;
+///
+/// module! { struct AppModule { providers: [] } }
+///
+/// let app = NestForgeFactory::<AppModule>::create()?.with_websocket_gateway(
+///     |_ctx: WebSocketContext, mut socket: WebSocket| async move {
+///         while let Some(Ok(message)) = socket.recv().await {
+///             if message.is_text() && socket.send(message).await.is_err() {
+///                 break;
+///             }
+///         }
+///     },
+/// );
+/// # let _ = app;
+/// # Ok::<(), nestforge_edge::Error>(())
+/// ```
+///
 /// # Examples
 /// ```
 /// use nestforge_edge::prelude::*;
@@ -52,5 +74,41 @@ pub trait WebSocketGateway: Send + Sync + 'static {
     /// a vanished peer or on shutdown), with the close code and reason.
     fn on_disconnect(&self, ctx: &WebSocketContext, close: &CloseInfo) {
         let _ = (ctx, close);
+    }
+}
+
+impl<F, Fut> WebSocketGateway for F
+where
+    F: Fn(WebSocketContext, WebSocket) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    fn on_connect(&self, ctx: WebSocketContext, socket: WebSocket) -> WebSocketFuture {
+        Box::pin(self(ctx, socket))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mountable<G: WebSocketGateway>(gateway: G) -> Box<dyn WebSocketGateway> {
+        Box::new(gateway)
+    }
+
+    #[test]
+    fn closures_and_types_are_gateways_side_by_side() {
+        struct Typed;
+        impl WebSocketGateway for Typed {
+            fn on_connect(&self, _: WebSocketContext, _: WebSocket) -> WebSocketFuture {
+                Box::pin(async {})
+            }
+        }
+        let greeting = String::from("hello");
+        let _ = mountable(Typed);
+        let _ = mountable(move |_ctx: WebSocketContext, _socket: WebSocket| {
+            let greeting = greeting.clone();
+            async move { drop(greeting) }
+        });
+        let _ = mountable(|_: WebSocketContext, _: WebSocket| async {});
     }
 }

@@ -32,16 +32,21 @@
 //!   calls compile to nothing.
 //! - `mqtt` (off by default): scale-out over an MQTT broker with NestJS's MQTT transport
 //!   convention (module `mqtt`, `NestForgeFactory::with_mqtt`). No extra dependency.
+//! - `anyhow` (off by default): `bail!` and `ensure!` in anyhow's forms inside handler
+//!   bodies. `?` on an `anyhow::Error` in a handler works without it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 #[macro_use]
 mod macros;
 
+mod auth;
+mod client;
 mod config;
 mod conn;
 mod context;
 mod counter;
+mod envelope;
 mod error;
 mod extension;
 mod factory;
@@ -67,11 +72,16 @@ mod tcp;
 pub mod upgrade;
 mod wire;
 
+pub use auth::Forbidden;
+pub use client::{InProcessMicroserviceClient, MicroserviceClient};
 pub use config::{ServerConfig, WebSocketConfig};
 #[doc(hidden)]
 pub use conn::close_code;
 pub use conn::CloseInfo;
 pub use context::{AuthIdentity, MicroserviceContext, RequestId, WebSocketContext};
+pub use envelope::{EventEnvelope, MessageEnvelope};
+#[doc(hidden)]
+pub use error::__private;
 pub use error::{Error, ErrorCode, HandlerError, Request, Result};
 pub use factory::NestForgeFactory;
 pub use gateway::{WebSocketFuture, WebSocketGateway};
@@ -98,9 +108,10 @@ pub type WebSocketMicroserviceKind = Kind;
 pub mod prelude {
     pub use crate::{
         handle_websocket_microservice_message, module, AuthIdentity, CloseFrame, Connections,
-        Error, HandlerError, Message, MicroserviceContext, MicroserviceRegistry, Module,
-        NestForgeFactory, Providers, ProvidersBuilder, RequestId, ServerConfig, TransportMetadata,
-        Utf8Bytes, WebSocket, WebSocketConfig, WebSocketContext, WebSocketFuture, WebSocketGateway,
+        Error, EventEnvelope, HandlerError, InProcessMicroserviceClient, Message, MessageEnvelope,
+        MicroserviceClient, MicroserviceContext, MicroserviceRegistry, Module, NestForgeFactory,
+        Providers, ProvidersBuilder, RequestId, ServerConfig, TransportMetadata, Utf8Bytes,
+        WebSocket, WebSocketConfig, WebSocketContext, WebSocketFuture, WebSocketGateway,
     };
 }
 

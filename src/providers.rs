@@ -71,6 +71,7 @@ impl Providers {
     pub(crate) fn with<T: Send + Sync + 'static>(&self, value: T) -> Result<Providers> {
         let mut builder = ProvidersBuilder {
             entries: self.entries.to_vec(),
+            ..ProvidersBuilder::default()
         };
         builder.provide(value)?;
         Ok(builder.build())
@@ -96,11 +97,18 @@ impl fmt::Debug for Providers {
 #[derive(Default)]
 pub struct ProvidersBuilder {
     entries: Vec<Entry>,
+    /// Modules imported so far (each registers once).
+    imported: Vec<TypeId>,
+    /// The modules being registered, innermost last.
+    importing: Vec<&'static str>,
+    /// Which module provided each type (when one did).
+    owners: Vec<(TypeId, &'static str)>,
 }
 
 impl ProvidersBuilder {
     /// Registers `value` as the provider of its type. A type may be provided once;
-    /// a second time is [`Error::DuplicateProvider`].
+    /// a second time is [`Error::DuplicateProvider`] ([`Error::ProviderConflict`], naming
+    /// both, when two modules provide it).
     pub fn provide<T: Send + Sync + 'static>(&mut self, value: T) -> Result<&mut Self> {
         self.provide_arc(Arc::new(value))
     }
@@ -109,15 +117,46 @@ impl ProvidersBuilder {
     pub fn provide_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) -> Result<&mut Self> {
         // Kept sorted as it grows (a handful of entries): no sort routine in the binary.
         let id = TypeId::of::<T>();
+        let module = self.importing.last().copied();
         match self.entries.binary_search_by(|entry| entry.0.cmp(&id)) {
-            Ok(_) => Err(Error::DuplicateProvider {
-                type_name: type_name::<T>(),
-            }),
+            Ok(_) => {
+                let first = self.owners.iter().find(|o| o.0 == id).map(|o| o.1);
+                Err(match (first, module) {
+                    (Some(first), Some(second)) if first != second => Error::ProviderConflict {
+                        type_name: type_name::<T>(),
+                        first,
+                        second,
+                    },
+                    _ => Error::DuplicateProvider {
+                        type_name: type_name::<T>(),
+                    },
+                })
+            }
             Err(i) => {
                 self.entries.insert(i, (id, type_name::<T>(), value));
+                if let Some(module) = module {
+                    self.owners.push((id, module));
+                }
                 Ok(self)
             }
         }
+    }
+
+    /// Registers module `M` unless it was already imported: a module reached twice through
+    /// imports (a shared config module) registers its providers once. A type provided by
+    /// two different modules is [`Error::ProviderConflict`], naming both.
+    ///
+    /// An import cycle ends at the module already being registered.
+    pub fn import<M: Module + 'static>(&mut self) -> Result<&mut Self> {
+        let id = TypeId::of::<M>();
+        if self.imported.contains(&id) {
+            return Ok(self);
+        }
+        self.imported.push(id);
+        self.importing.push(type_name::<M>());
+        let registered = M::register(self);
+        self.importing.pop();
+        registered.map(|()| self)
     }
 
     /// Runs a fallible constructor and registers what it returns. A failure becomes
@@ -164,7 +203,9 @@ impl fmt::Debug for ProvidersBuilder {
 /// An application module: registers its providers (NestForge's
 /// `#[module(providers = [...])]`, without a proc-macro).
 ///
-/// Imports are plain calls: `OtherModule::register(providers)?`.
+/// Imports are `providers.import::<OtherModule>()?`, which registers a module reached
+/// twice only once (calling `OtherModule::register(providers)` directly would register it
+/// again).
 ///
 /// # Examples
 /// ```
@@ -194,17 +235,18 @@ pub trait Module {
     /// Builds the frozen provider map of this module.
     fn providers() -> Result<Providers>
     where
-        Self: Sized,
+        Self: Sized + 'static,
     {
         let mut builder = Providers::builder();
-        Self::register(&mut builder)?;
+        builder.import::<Self>()?;
         Ok(builder.build())
     }
 }
 
 /// Declares a [`Module`]: a unit struct whose providers are the listed expressions,
 /// each evaluated once at start-up, in order. An expression may use `?` on any error
-/// that converts into [`HandlerError`](crate::HandlerError); imports are other modules.
+/// that converts into [`HandlerError`](crate::HandlerError); imports are other modules,
+/// registered before the providers, each once however often it is imported.
 ///
 /// # Examples
 /// ```
@@ -244,7 +286,7 @@ macro_rules! module {
 
         impl $crate::Module for $name {
             fn register(providers: &mut $crate::ProvidersBuilder) -> $crate::Result<()> {
-                $($(<$import as $crate::Module>::register(providers)?;)*)?
+                $($(providers.import::<$import>()?;)*)?
                 $(
                     providers.provide_with(|| -> ::core::result::Result<_, $crate::HandlerError> {
                         Ok($provider)
@@ -254,4 +296,71 @@ macro_rules! module {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Config(&'static str);
+    struct Users;
+    struct Audit;
+
+    crate::module! { struct ConfigModule { providers: [Config("edge")] } }
+    crate::module! { struct UsersModule { imports: [ConfigModule], providers: [Users] } }
+    crate::module! { struct AuditModule { imports: [ConfigModule], providers: [Audit] } }
+    crate::module! {
+        struct AppModule { imports: [UsersModule, AuditModule, ConfigModule], providers: [] }
+    }
+
+    #[test]
+    fn a_module_imported_twice_registers_once() {
+        let providers = AppModule::providers().unwrap();
+        assert_eq!(providers.len(), 3);
+        assert_eq!(providers.resolve::<Config>().unwrap().0, "edge");
+    }
+
+    crate::module! { struct OtherConfigModule { providers: [Config("other")] } }
+    crate::module! { struct ClashModule { imports: [ConfigModule, OtherConfigModule], providers: [] } }
+
+    #[test]
+    fn one_type_from_two_modules_names_both() {
+        let err = ClashModule::providers().unwrap_err();
+        assert!(matches!(err, Error::ProviderConflict { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.starts_with("Type already registered: "), "{text}");
+        assert!(
+            text.contains("ConfigModule`") && text.contains("OtherConfigModule`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn one_type_twice_in_one_module_stays_a_duplicate() {
+        crate::module! { struct Twice { providers: [1u8, 2u8] } }
+        let err = Twice::providers().unwrap_err();
+        assert!(
+            matches!(err, Error::DuplicateProvider { type_name: "u8" }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn an_import_cycle_ends_at_the_module_being_registered() {
+        struct A;
+        struct B;
+        impl Module for A {
+            fn register(providers: &mut ProvidersBuilder) -> Result<()> {
+                providers.import::<B>()?.provide(1u8)?;
+                Ok(())
+            }
+        }
+        impl Module for B {
+            fn register(providers: &mut ProvidersBuilder) -> Result<()> {
+                providers.import::<A>()?.provide(2u16)?;
+                Ok(())
+            }
+        }
+        assert_eq!(A::providers().unwrap().len(), 2);
+    }
 }

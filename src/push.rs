@@ -268,6 +268,13 @@ impl Outbox {
             .map_or(Drained::Empty, Drained::Message)
     }
 
+    /// Wakes the connection's reading task (the one that last drained this outbox).
+    pub(crate) fn wake(&self) {
+        if let Some(waker) = &lock(&self.state).waker {
+            waker.wake_by_ref();
+        }
+    }
+
     /// Puts back a message the write buffer had no room for.
     pub(crate) fn unpop(&self, message: Message) {
         lock(&self.state).queue.push_front(message);

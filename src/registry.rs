@@ -18,6 +18,7 @@ use tungstenite::protocol::frame::Utf8Bytes;
 use tungstenite::Message;
 
 use crate::context::{MicroserviceContext, WebSocketContext};
+use crate::envelope::{EventEnvelope, MessageEnvelope};
 use crate::error::{Error, HandlerError, Request, Result};
 use crate::extension;
 use crate::log::event;
@@ -224,6 +225,21 @@ impl MicroserviceRegistry {
         metadata: TransportMetadata,
         ctx: &WebSocketContext,
     ) -> Result<Option<Utf8Bytes>> {
+        self.call_with(kind, pattern, payload, |key| {
+            MicroserviceContext::for_connection(ctx.clone(), key, metadata)
+        })
+        .await
+    }
+
+    /// [`call`](Self::call) with the handler's context made by `context` from the
+    /// registry's copy of the pattern.
+    async fn call_with(
+        &self,
+        kind: Kind,
+        pattern: &str,
+        payload: &RawValue,
+        context: impl FnOnce(Arc<str>) -> MicroserviceContext,
+    ) -> Result<Option<Utf8Bytes>> {
         let routes = match kind {
             Kind::Message => &self.routes.messages,
             Kind::Event => &self.routes.events,
@@ -234,13 +250,87 @@ impl MicroserviceRegistry {
                 request: Request::new(None, pattern),
             });
         };
-        let mctx = MicroserviceContext::new(ctx.clone(), Arc::clone(key), metadata);
-        let future = route(payload.get(), mctx)
+        let future = route(payload.get(), context(Arc::clone(key)))
             .map_err(|source| Failure::Payload(source).into_error(kind, pattern))?;
         future
             .await
             .map_err(|failure| failure.into_error(kind, pattern))
     }
+}
+
+/// Envelope dispatch (NestForge's): patterns called from code, with a context made by
+/// [`MicroserviceContext::new`] or by an [`InProcessMicroserviceClient`](crate::InProcessMicroserviceClient).
+/// The same path as frames: the same payload decoding, handlers and errors.
+impl MicroserviceRegistry {
+    /// Runs the message handler of `envelope.pattern` and returns its reply payload.
+    ///
+    /// Errors: [`Error::UnknownPattern`] (``No message handler registered for `x` ``),
+    /// [`Error::BadPayload`] (`Failed to deserialize message payload`), [`Error::Handler`]
+    /// (the handler's error as is: a `bail!` text stays the text), with their codes. The
+    /// handler sees `ctx` (its transport, pattern and metadata) as given, as in NestForge.
+    ///
+    /// # Examples
+    /// ```
+    /// use nestforge_edge::{MessageEnvelope, MicroserviceContext, MicroserviceRegistry,
+    ///     Providers, TransportMetadata};
+    ///
+    /// let registry = MicroserviceRegistry::builder()
+    ///     .message("math.add", |(a, b): (i64, i64), _ctx| async move { Ok(a + b) })
+    ///     .build();
+    /// let envelope = MessageEnvelope::new("math.add", (2, 3))?;
+    /// let ctx = MicroserviceContext::new(Providers::default(), "test", "math.add", TransportMetadata::new());
+    /// let reply = futures_lite::future::block_on(registry.dispatch_message(envelope, ctx))?;
+    /// assert_eq!(reply, serde_json::json!(5));
+    /// # Ok::<(), nestforge_edge::Error>(())
+    /// ```
+    pub async fn dispatch_message(
+        &self,
+        envelope: MessageEnvelope,
+        ctx: MicroserviceContext,
+    ) -> Result<serde_json::Value> {
+        let reply = self.call_message(&envelope, ctx).await?;
+        serde_json::from_str(reply.as_str()).map_err(|source| Error::Serialize {
+            request: Request::new(None, &envelope.pattern),
+            source,
+        })
+    }
+
+    /// Runs the event handler of `envelope.pattern`. Errors as in
+    /// [`dispatch_message`](Self::dispatch_message) (``No event handler registered for `x` ``,
+    /// `Failed to deserialize event payload`).
+    pub async fn dispatch_event(
+        &self,
+        envelope: EventEnvelope,
+        ctx: MicroserviceContext,
+    ) -> Result<()> {
+        let payload = raw_payload(Kind::Event, &envelope.pattern, &envelope.payload)?;
+        self.call_with(Kind::Event, &envelope.pattern, &payload, |_| ctx)
+            .await
+            .map(drop)
+    }
+
+    /// [`dispatch_message`](Self::dispatch_message)'s reply as JSON text (for clients that
+    /// decode it into their own type).
+    pub(crate) async fn call_message(
+        &self,
+        envelope: &MessageEnvelope,
+        ctx: MicroserviceContext,
+    ) -> Result<Utf8Bytes> {
+        let payload = raw_payload(Kind::Message, &envelope.pattern, &envelope.payload)?;
+        let reply = self
+            .call_with(Kind::Message, &envelope.pattern, &payload, |_| ctx)
+            .await?;
+        Ok(reply.unwrap_or_default())
+    }
+}
+
+/// An envelope's payload as the JSON text handlers decode from.
+fn raw_payload(kind: Kind, pattern: &str, payload: &serde_json::Value) -> Result<Box<RawValue>> {
+    serde_json::value::to_raw_value(payload).map_err(|source| Error::EncodePayload {
+        kind,
+        request: Request::new(None, pattern),
+        source,
+    })
 }
 
 impl fmt::Debug for MicroserviceRegistry {

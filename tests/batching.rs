@@ -151,3 +151,94 @@ fn pipelined_requests_get_their_replies_in_one_write() {
         ],
     );
 }
+
+/// `Echo` through the `Stream`/`Sink` halves of `split()`, in one loop.
+fn split_echo(_: WebSocketContext, socket: WebSocket) -> impl std::future::Future<Output = ()> {
+    use futures::{SinkExt, StreamExt};
+    async move {
+        let (mut sender, mut receiver) = socket.split();
+        while let Some(Ok(m)) = receiver.next().await {
+            if m.is_text() && sender.send(m).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// The sender half in another task on the same thread, fed through a bounded channel;
+/// `send_all` flushes when the channel is momentarily empty.
+fn split_echo_two_tasks(
+    _: WebSocketContext,
+    socket: WebSocket,
+) -> impl std::future::Future<Output = ()> {
+    use futures::{SinkExt, StreamExt};
+    async move {
+        let (mut sender, mut receiver) = socket.split();
+        let (mut tx, rx) = futures::channel::mpsc::channel::<Message>(16);
+        let tasks = async_executor::Executor::new();
+        tasks
+            .run(async {
+                let sending = tasks.spawn(async move {
+                    let _ = sender.send_all(&mut rx.map(Ok)).await;
+                });
+                while let Some(Ok(m)) = receiver.next().await {
+                    if m.is_text() && tx.send(m).await.is_err() {
+                        break;
+                    }
+                }
+                drop(tx);
+                sending.await;
+            })
+            .await;
+    }
+}
+
+fn burst_then_lone(server: nestforge_edge::Server, lone_writes: usize) {
+    let mock = Mock::default();
+    mock.feed(upgrade_head("/ws").as_bytes());
+    let burst: Vec<u8> = (0..16)
+        .flat_map(|i| frame(true, 1, format!("m{i:02}").as_bytes()))
+        .collect();
+    settle(
+        &server,
+        &mock,
+        &[
+            &|m| m.writes() == 1,
+            &|m| {
+                m.feed(&burst);
+                true
+            },
+            &|m| frames_len(m) == 16 * 5,
+            &|m| {
+                assert_eq!(m.writes(), 1 + lone_writes, "16 replies, one write");
+                m.feed(&frame(true, 1, b"one"));
+                true
+            },
+            &|m| frames_len(m) == 16 * 5 + 5,
+            &|m| {
+                assert_eq!(m.writes(), 2 + lone_writes);
+                true
+            },
+        ],
+    );
+}
+
+#[test]
+fn split_halves_in_one_loop_keep_the_batching() {
+    let server = NestForgeFactory::<AppModule>::create()
+        .unwrap()
+        .with_websocket_gateway(split_echo)
+        .into_server()
+        .unwrap();
+    burst_then_lone(server, 1);
+}
+
+#[test]
+fn a_sender_half_in_another_task_batches_with_send_all() {
+    let server = NestForgeFactory::<AppModule>::create()
+        .unwrap()
+        .with_websocket_gateway(split_echo_two_tasks)
+        .into_server()
+        .unwrap();
+    burst_then_lone(server, 1);
+}

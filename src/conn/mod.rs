@@ -74,6 +74,11 @@ pub(crate) struct Conn {
     read_left: usize,
     /// The peer sent bytes since the last check (for the idle timeout).
     heard: bool,
+    /// A send through the `Sink` (on its own task, after `split`) waits for the socket to
+    /// take its bytes and flushes them itself: reads do not register for writing meanwhile,
+    /// or the two tasks would take turns replacing each other's write waker (each
+    /// replacement wakes the other) for as long as the peer is slow.
+    sink_parked: bool,
     config: Arc<WebSocketConfig>,
     stats: Arc<Stats>,
     opened: Instant,
@@ -120,6 +125,7 @@ impl Conn {
             budget: 0,
             read_left: 0,
             heard: false,
+            sink_parked: false,
             ping_timer: config.ping_interval.map(Timer::interval),
             idle_timer: config.idle_timeout.map(Timer::after),
             config,
@@ -278,7 +284,7 @@ impl Conn {
             return Poll::Ready(self.outcome(result));
         }
         if !self.state.reading() {
-            let _ = self.poll_flush(cx);
+            let _ = self.poll_flush_for_reader(cx);
             return Poll::Ready(None);
         }
         self.poll_read(cx)
@@ -290,7 +296,7 @@ impl Conn {
         if self.budget == 0 {
             // Let the other connections on this thread run.
             self.refill();
-            if let Poll::Ready(Err(e)) = self.poll_flush(cx) {
+            if let Poll::Ready(Err(e)) = self.poll_flush_for_reader(cx) {
                 return Poll::Ready(self.outcome(Err(e)));
             }
             cx.waker().wake_by_ref();
@@ -312,7 +318,7 @@ impl Conn {
                 Err(e) if would_block(&e) => {
                     self.refill();
                     self.drain_outbox(cx);
-                    if let Poll::Ready(Err(e)) = self.poll_flush(cx) {
+                    if let Poll::Ready(Err(e)) = self.poll_flush_for_reader(cx) {
                         return Poll::Ready(self.outcome(Err(e)));
                     }
                     if self.poll_timers(cx) {
@@ -365,6 +371,17 @@ impl Conn {
         queued
     }
 
+    /// [`poll_flush`](Self::poll_flush) from the read side: left to a `Sink` send parked on
+    /// the socket, whose waker must stay the registered one (a stream wakes only the waker
+    /// of its latest `poll_write`). A send abandoned while parked leaves its bytes to the
+    /// next send, flush or close, or to the server's close.
+    fn poll_flush_for_reader(&mut self, cx: &mut Context<'_>) -> Poll<tungstenite::Result<()>> {
+        if self.sink_parked {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_flush(cx)
+    }
+
     /// Writes everything buffered. `Ready(Ok)` once the socket took it all.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<tungstenite::Result<()>> {
         if self.state == State::Aborted {
@@ -394,35 +411,80 @@ impl Conn {
         }
     }
 
-    /// Queues `message` and flushes it unless more input is already buffered; waits at most
-    /// `send_timeout` for a peer that does not read, then fails the connection with 1008.
-    pub(crate) async fn send(&mut self, message: Message) -> Result<()> {
+    /// Fails with `AlreadyClosed` once the connection is closed and reads are over.
+    pub(crate) fn check_open(&self) -> Result<()> {
         if !self.state.reading() && self.closing.is_some() {
             return Err(Error::WebSocket(WsError::AlreadyClosed));
         }
-        let mut pending = Some(message);
-        let mut deadline: Option<Timer> = None;
-        poll_fn(|cx| loop {
-            if let Some(message) = pending.take() {
+        Ok(())
+    }
+
+    /// Whether a Close frame can still be sent (none was sent or queued).
+    pub(crate) fn can_close(&self) -> bool {
+        self.framing.can_write() && self.state != State::Aborted
+    }
+
+    /// Queues `message` and flushes it unless more input is already buffered; waits at most
+    /// `send_timeout` for a peer that does not read, then fails the connection with 1008.
+    pub(crate) async fn send(&mut self, message: Message) -> Result<()> {
+        self.check_open()?;
+        let mut sending = Sending::new(message);
+        poll_fn(|cx| self.poll_send(cx, &mut sending, Flush::Batched)).await
+    }
+
+    /// Drives `sending`: its message into the write buffer (flushing to make room when it is
+    /// full), then, with [`Flush::Batched`], out to the socket unless more input is already
+    /// buffered (the reply of a batch is flushed with the last one), with [`Flush::Now`]
+    /// out to the socket. The whole send,
+    /// however often it is polled, waits at most `send_timeout` for the socket.
+    pub(crate) fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        sending: &mut Sending,
+        flush: Flush,
+    ) -> Poll<Result<()>> {
+        let result = self.poll_send_once(cx, sending, flush);
+        if result.is_ready() {
+            sending.deadline = None;
+        }
+        result
+    }
+
+    fn poll_send_once(
+        &mut self,
+        cx: &mut Context<'_>,
+        sending: &mut Sending,
+        flush: Flush,
+    ) -> Poll<Result<()>> {
+        loop {
+            if let Some(message) = sending.message.take() {
                 match self.write(message) {
                     Ok(()) => {}
-                    Err(WsError::WriteBufferFull(message)) => pending = Some(*message),
+                    Err(WsError::WriteBufferFull(message)) => sending.message = Some(*message),
                     Err(e) => return Poll::Ready(Err(self.fail(e))),
                 }
             }
-            if pending.is_none() && std::mem::take(&mut self.look_ahead_due) {
-                self.look_ahead();
-            }
-            if pending.is_none() && self.peeked.is_some() {
+            let queued = sending.message.is_none();
+            if queued && flush == Flush::No {
                 return Poll::Ready(Ok(()));
             }
+            if queued && flush == Flush::Batched {
+                if std::mem::take(&mut self.look_ahead_due) {
+                    self.look_ahead();
+                }
+                if self.peeked.is_some() {
+                    return Poll::Ready(Ok(()));
+                }
+            }
             match self.poll_flush(cx) {
-                Poll::Ready(Ok(())) if pending.is_none() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) if queued => return Poll::Ready(Ok(())),
                 Poll::Ready(Ok(())) => continue,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(self.fail(e))),
                 Poll::Pending => {
-                    let timer =
-                        deadline.get_or_insert_with(|| Timer::after(self.config.send_timeout));
+                    let timeout = self.config.send_timeout;
+                    let timer = sending
+                        .deadline
+                        .get_or_insert_with(|| Timer::after(timeout));
                     if Pin::new(timer).poll(cx).is_ready() {
                         return Poll::Ready(Err(self.slow_consumer()));
                     }
@@ -430,8 +492,20 @@ impl Conn {
                     return Poll::Pending;
                 }
             }
-        })
-        .await
+        }
+    }
+
+    /// Wakes the task reading this connection, e.g. after a send on another task failed
+    /// the connection, so that its `recv` returns `None`.
+    pub(crate) fn wake_reader(&self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.wake();
+        }
+    }
+
+    /// Marks whether a `Sink` send is parked on the socket (see `sink_parked`).
+    pub(crate) fn park_sink(&mut self, parked: bool) {
+        self.sink_parked = parked;
     }
 
     /// The peer stopped reading: record 1008 and drop the connection without waiting.
@@ -530,6 +604,34 @@ impl Conn {
         }
         self.stop_reading();
     }
+}
+
+/// One send in progress: the message not yet in the write buffer and the `send_timeout`
+/// deadline, started when the send first had to wait.
+#[derive(Default)]
+pub(crate) struct Sending {
+    pub(crate) message: Option<Message>,
+    deadline: Option<Timer>,
+}
+
+impl Sending {
+    pub(crate) fn new(message: Message) -> Self {
+        Sending {
+            message: Some(message),
+            deadline: None,
+        }
+    }
+}
+
+/// How far [`Conn::poll_send`] takes a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// Into the write buffer only (`Sink::poll_ready`).
+    No,
+    /// To the socket, unless more input is already buffered (`send`, `Sink::poll_flush`).
+    Batched,
+    /// To the socket (`Sink::poll_close`).
+    Now,
 }
 
 #[cfg(test)]
