@@ -10,6 +10,60 @@
 //! | served pattern | subscribed as `$share/<group>/P` | |
 //! | broadcast | `<prefix>/broadcast` | `{"origin":<instance>,"data":<text>}` |
 //! | push | `<prefix>/push/<instance>` | `{"conn":<id>,"data":<text>}` |
+//!
+//! **Routing.**
+//! - A **local handler always wins**: no broker hop, no broker dependency.
+//! - A message pattern without a local handler is **forwarded** (all unknown ones by default,
+//!   or a list: `MqttConfig::forward`). The reply goes back to the WebSocket client with the
+//!   client's own `id`; the broker id is the instance's client id plus a counter, because WS ids
+//!   collide across connections. Error codes: `timeout` (no reply within
+//!   `request_timeout`, default 5 s: MQTT has no "no responders" signal, so an unserved
+//!   pattern always costs the timeout), `unavailable` (at once while the link is down, or when a
+//!   bound is reached), `remote_error` (the remote handler failed; its text goes in `detail`
+//!   only with `expose_remote_errors`).
+//! - **Events** from WebSocket clients are handled locally *and* published; every instance with
+//!   a handler receives them once (MQTT 5 No Local keeps our own copy from coming back; under
+//!   3.1.1 the echo is recognised and dropped).
+//! - **Broadcast** to every client of every instance: `ctx.resolve::<MqttBridge>()?.broadcast(msg)`
+//!   delivers locally at once and publishes with the origin instance; the others deliver it,
+//!   the origin drops its echo, so each client receives it exactly once. **Push** to a
+//!   connection on another instance: `bridge.send(instance, connection_id, msg)` (text frames;
+//!   `bridge.instance_id()` names an instance).
+//! - Requests from the broker run the local registry (up to `max_in_flight` at once; then
+//!   reading pauses) and are answered on `P/reply`.
+//!
+//! **Guarantees.**
+//!
+//! | traffic | semantics |
+//! |---|---|
+//! | requests and replies | **at most once** (QoS 0, as NestJS): never retried by the gateway; the client gets `timeout` or `unavailable` and decides |
+//! | events | at most once (QoS 0) by default; `event_qos(Qos::AtLeastOnce)`: QoS 1 publish and subscription, at least once while connected (duplicates possible) |
+//! | broadcasts, pushes | at most once, unconfirmed |
+//! | exactly once | not offered (no QoS 2) |
+//!
+//! **Outages.** Local patterns, local events and local broadcasts keep working while the
+//! broker is down. Forwarded requests get `unavailable` immediately, requests in flight when
+//! the link drops get `unavailable`, events and cross-instance broadcasts are dropped (counted
+//! in `MqttBridge::stats()`). The session reconnects by itself with exponential backoff from
+//! 100 ms to 10 s (±20 % jitter, reset after every CONNACK), with a clean session, and
+//! resubscribes everything (served patterns, events, broadcast, push, reply topics). A link
+//! silent for 1.5 × `keep_alive` (30 s) is declared dead.
+//!
+//! **Bounds.** Packets from the broker are capped at `max_packet_size` (64 KiB) on their
+//! header, before they are buffered (MQTT 5 also announces the cap to the broker); pending
+//! forwarded requests at `max_pending` (1024); subscribed remote patterns at
+//! `max_remote_patterns` (256); packets queued for the broker at `outbound_queue` (256);
+//! concurrent broker requests at `max_in_flight` (32). Malformed broker input is dropped and
+//! counted, never a panic. Client ids must be unique per instance (the default is random per
+//! process): a duplicate makes the broker drop the other session.
+//!
+//! **Limitations.** Request `metadata` does not cross the broker (NestJS's packet has no place
+//! for it); a streaming remote handler is cut to its first value; a pattern name used both as a
+//! message and as an event pattern is received twice (the `$share` and the plain
+//! subscription); reply topics stay subscribed once used, so with `Forward::Unknown` a client
+//! sending many invented patterns fills `max_remote_patterns` (then `unavailable`): list the
+//! remote patterns (`Forward::Patterns`) where clients are not trusted. Handlers serving broker
+//! requests see `transport() == "websocket"` and connection id 0.
 
 mod codec;
 mod config;
