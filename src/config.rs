@@ -264,12 +264,15 @@ impl fmt::Debug for WebSocketConfig {
             .field("max_write_buffer_size", &self.max_write_buffer_size)
             .field("send_timeout", &self.send_timeout)
             .field("outbound_queue", &self.outbound_queue)
+            .field("overflow", &self.overflow)
             .field("ping_interval", &self.ping_interval)
             .field("idle_timeout", &self.idle_timeout)
+            .field("close_timeout", &self.close_timeout)
+            .field("fairness_budget", &self.fairness_budget)
             .field("allowed_origins", &self.allowed_origins)
             .field("protocols", &self.protocols)
-            .field("guard", &self.guard.is_some())
-            .finish_non_exhaustive()
+            .field("guard", &self.guard.as_ref().map(|_| "Guard"))
+            .finish()
     }
 }
 
@@ -398,6 +401,35 @@ mod tests {
             ("/a b", "/a b"),
         ] {
             assert_eq!(normalize_endpoint(input), want, "{input:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::WebSocketConfig;
+
+    #[test]
+    fn debug_names_every_setting() {
+        let text = format!("{:?}", WebSocketConfig::default());
+        for field in [
+            "endpoint",
+            "max_frame_size",
+            "max_message_size",
+            "read_buffer_size",
+            "max_write_buffer_size",
+            "send_timeout",
+            "outbound_queue",
+            "overflow",
+            "ping_interval",
+            "idle_timeout",
+            "close_timeout",
+            "fairness_budget",
+            "allowed_origins",
+            "protocols",
+            "guard",
+        ] {
+            assert!(text.contains(field), "{field} missing from {text}");
         }
     }
 }
