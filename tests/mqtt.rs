@@ -149,20 +149,6 @@ struct Gateway {
     child: Child,
 }
 
-fn example(name: &str) -> PathBuf {
-    // `cargo test` builds the examples next to the test binaries.
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(path.exists(), "build the examples first: {path:?}");
-    path
-}
-
 impl Gateway {
     fn start(broker: &Broker, instance: &str, serve: &str, extra: &[(&str, &str)]) -> Gateway {
         let mut command = Command::new(example("mqtt_gateway"));

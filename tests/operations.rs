@@ -261,16 +261,7 @@ fn graceful_shutdown_returns_within_the_deadline() {
 
 #[test]
 fn sigterm_to_the_example_closes_clients_with_1001_and_exits_0() {
-    // `cargo test` builds the examples next to the test binaries.
-    let exe = std::env::current_exe().unwrap();
-    let echo = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("echo");
-    assert!(echo.exists(), "build the examples first: {echo:?}");
+    let echo = example("echo");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

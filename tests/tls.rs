@@ -64,11 +64,7 @@ struct Gateway {
 
 impl Gateway {
     fn start() -> Gateway {
-        // `cargo test` builds the examples next to the test binaries.
-        let exe = std::env::current_exe().unwrap();
-        let path = exe.parent().unwrap().parent().unwrap();
-        let path = path.join("examples").join("tls_gateway");
-        assert!(path.exists(), "build the examples first: {path:?}");
+        let path = example("tls_gateway");
         let cert = Certificate::generate();
         let mut child = Command::new(path)
             .env("HOST", "127.0.0.1")
@@ -171,16 +167,7 @@ where
 
 #[test]
 fn python_websockets_runs_the_workflow_over_wss() {
-    let has_websockets = Command::new("python3")
-        .args(["-c", "import websockets"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_websockets {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install Python websockets"
-        );
-        eprintln!("skipped: python3 -m pip install websockets to run this test");
+    if !python_websockets() {
         return;
     }
     let gateway = Gateway::start();

@@ -221,3 +221,36 @@ pub fn read_close_code(s: &mut TcpStream) -> Option<u16> {
         }
     }
 }
+
+/// The path of example `name`: `cargo test` builds the examples next to the test binaries.
+#[allow(dead_code)]
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(path.exists(), "build the examples first: {path:?}");
+    path
+}
+
+/// Whether Python's `websockets` is installed; without it an interop test skips, except
+/// under `CI`, where a missing client is a failure.
+#[allow(dead_code)]
+pub fn python_websockets() -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", "import websockets"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install Python websockets"
+        );
+        eprintln!("skipped: python3 -m pip install websockets to run this test");
+    }
+    found
+}
