@@ -15,7 +15,7 @@ use std::pin::Pin;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::config::{ServerConfig, WebSocketConfig};
-use crate::conn::{CloseInfo, Conn, Io};
+use crate::conn::{AnyStream, CloseInfo, Conn, Io};
 use crate::context::{Handshake, RequestId, WebSocketContext};
 use crate::error::Result;
 use crate::extension;
@@ -27,7 +27,7 @@ use crate::shutdown::{ShutdownHandle, Signal};
 use crate::socket::{Home, WebSocket};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::sync::lock;
-use crate::tasks::Tasks;
+use crate::tasks::{OwnWakeups, Tasks};
 use crate::tcp::Tcp;
 use crate::upgrade::{self, Rejection, Status, UpgradeRequest};
 
@@ -102,7 +102,11 @@ impl Server {
         if let Some(extension) = extension::installed(&self.shared.providers) {
             tasks.spawn(extension.background_task(self.shared.providers.clone()));
         }
-        let main = async {
+        // The accept loop is polled only when its own waker fires: polled with every
+        // connection's wake-up, async-io's `accept` would try `accept4` and re-register the
+        // listener each time.
+        let accepting = OwnWakeups::new(async {
+            let listener = listener;
             loop {
                 let accept = async { Some(listener.accept().await) };
                 let stop = async {
@@ -113,7 +117,7 @@ impl Server {
                     None => break,
                     Some(Ok((stream, peer))) => {
                         let _ = stream.get_ref().set_nodelay(true);
-                        tasks.spawn(self.serve_connection(Tcp(stream), Some(peer)));
+                        tasks.spawn(self.serve_io(Box::new(Tcp(stream)), Some(peer)));
                     }
                     Some(Err(e)) => {
                         // Out of descriptors or a connection reset while queued: back off.
@@ -122,7 +126,11 @@ impl Server {
                     }
                 }
             }
+            // Closed before the drain: new connections are refused, not left queued.
             drop(listener);
+        });
+        let main = async {
+            accepting.await;
             let drained = async {
                 loop {
                     let listener = self.shared.drained.listen();
@@ -153,8 +161,11 @@ impl Server {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        self.serve_io(Box::new(AnyStream(stream)), peer).await
+    }
+
+    async fn serve_io(&self, mut io: Box<dyn Io>, peer: Option<SocketAddr>) {
         let shared = &*self.shared;
-        let mut io: Box<dyn Io> = Box::new(stream);
         let open = shared.stats.open.add(1) + 1;
         Stats::add(&shared.stats.total, 1);
         let _open = OpenGuard(shared);

@@ -260,6 +260,8 @@ mod tests {
     #[derive(Clone, Default)]
     struct Mock(Arc<Mutex<Pipe>>);
 
+    impl crate::conn::Io for Mock {}
+
     impl AsyncRead for Mock {
         fn poll_read(
             self: Pin<&mut Self>,

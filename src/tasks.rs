@@ -155,6 +155,72 @@ impl<'a> Tasks<'a> {
     }
 }
 
+/// A future polled only when its own waker fired (and on its first poll): inside a
+/// combinator that polls every part on each wake-up, the others' wake-ups cost it nothing.
+pub(crate) struct OwnWakeups<F> {
+    future: Pin<Box<F>>,
+    state: Arc<OwnWaker>,
+    waker: Waker,
+}
+
+struct OwnWaker {
+    woken: AtomicBool,
+    outer: Mutex<Option<Waker>>,
+}
+
+impl Wake for OwnWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        if let Some(outer) = lock(&self.outer).as_ref() {
+            outer.wake_by_ref();
+        }
+    }
+}
+
+impl<F: Future> OwnWakeups<F> {
+    pub(crate) fn new(future: F) -> Self {
+        let state = Arc::new(OwnWaker {
+            woken: AtomicBool::new(true),
+            outer: Mutex::new(None),
+        });
+        OwnWakeups {
+            future: Box::pin(future),
+            waker: Waker::from(Arc::clone(&state)),
+            state,
+        }
+    }
+}
+
+impl<F: Future> Future for OwnWakeups<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        {
+            let mut outer = lock(&this.state.outer);
+            if !outer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *outer = Some(cx.waker().clone());
+            }
+        }
+        if !this.state.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        this.future
+            .as_mut()
+            .poll(&mut Context::from_waker(&this.waker))
+    }
+}
+
+impl<F> fmt::Debug for OwnWakeups<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnWakeups").finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for Tasks<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tasks").finish_non_exhaustive()
@@ -233,6 +299,31 @@ mod tests {
         // Finished: a stale wake-up polls nothing.
         waker.wake();
         turn(&tasks, &run_waker);
+        assert_eq!(polls.get(), 2);
+    }
+
+    #[test]
+    fn own_wakeups_polls_its_future_only_after_its_own_wake_up() {
+        let (open, polls) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(0)));
+        let gate_waker = Rc::new(RefCell::new(None));
+        let mut own = OwnWakeups::new(Gate {
+            open: Rc::clone(&open),
+            polls: Rc::clone(&polls),
+            waker: Rc::clone(&gate_waker),
+        });
+        let outer = Arc::new(CountingWaker::default());
+        let outer_waker = Waker::from(Arc::clone(&outer));
+        let mut cx = Context::from_waker(&outer_waker);
+        assert!(Pin::new(&mut own).poll(&mut cx).is_pending());
+        assert_eq!(polls.get(), 1);
+        // Polled for someone else's wake-up: the inner future is not.
+        assert!(Pin::new(&mut own).poll(&mut cx).is_pending());
+        assert_eq!(polls.get(), 1);
+        // Its own wake-up reaches the outer waker and lets the next poll through.
+        open.set(true);
+        gate_waker.borrow_mut().take().unwrap().wake();
+        assert_eq!(outer.0.load(Ordering::SeqCst), 1);
+        assert!(Pin::new(&mut own).poll(&mut cx).is_ready());
         assert_eq!(polls.get(), 2);
     }
 

@@ -9,6 +9,8 @@ use std::task::{Context, Poll};
 use async_io::Async;
 use futures_lite::{AsyncRead, AsyncWrite};
 
+use crate::conn::Io;
+
 #[derive(Debug)]
 pub(crate) struct Tcp(pub(crate) Async<TcpStream>);
 
@@ -40,5 +42,23 @@ impl AsyncWrite for Tcp {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
             _ => Poll::Ready(Ok(())),
         }
+    }
+}
+
+impl Io for Tcp {
+    fn arm_readable(&mut self, cx: &mut Context<'_>) -> bool {
+        // async-io still counts the readiness event behind the read just made as
+        // unconsumed: the first call consumes it, the second registers for the next one
+        // (re-arming the socket in the poller, which reports at once if data arrived
+        // meanwhile). `Pending` at the first call: already registered, nothing delivered.
+        match self.0.poll_readable(cx) {
+            Poll::Ready(Ok(())) => self.0.poll_readable(cx).is_pending(),
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+        }
+    }
+
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_readable(cx)
     }
 }

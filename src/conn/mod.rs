@@ -32,8 +32,8 @@ use crate::stats::Stats;
 
 pub use close::{close_code, CloseInfo};
 use close::{close_code_of, reason_for, Closer, Closing};
-pub(crate) use stream::Io;
 use stream::{would_block, Live, Offline};
+pub(crate) use stream::{AnyStream, Io};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,8 @@ pub(crate) struct Conn {
     read_left: usize,
     /// The peer sent bytes since the last check (for the idle timeout).
     heard: bool,
+    /// The last read emptied the socket: wait for readiness before reading again.
+    drained: bool,
     /// A send through the `Sink` (on its own task, after `split`) waits for the socket to
     /// take its bytes and flushes them itself: reads do not register for writing meanwhile,
     /// or the two tasks would take turns replacing each other's write waker (each
@@ -125,6 +127,7 @@ impl Conn {
             budget: 0,
             read_left: 0,
             heard: false,
+            drained: false,
             sink_parked: false,
             ping_timer: config.ping_interval.map(Timer::interval),
             idle_timer: config.idle_timeout.map(Timer::after),
@@ -190,6 +193,7 @@ impl Conn {
                 cx,
                 read_left: &mut self.read_left,
                 heard: &mut self.heard,
+                drained: &mut self.drained,
             },
         )
     }

@@ -8,16 +8,66 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use tungstenite::error::Error as WsError;
 
 /// Any byte stream a connection can run on.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {
+    /// Called after a read that returned less than it was offered (the socket is empty):
+    /// registers for the next readiness event and says whether the stream can tell
+    /// readiness (a socket registered with a reactor); `false` by default.
+    ///
+    /// The connection then waits in [`poll_readable`](Self::poll_readable) instead of
+    /// reading again: the read that would return `WouldBlock` is a syscall per message saved.
+    fn arm_readable(&mut self, _cx: &mut Context<'_>) -> bool {
+        false
+    }
+
+    /// After [`arm_readable`](Self::arm_readable) returned `true`: `Ready` once the stream
+    /// reported readiness, `Pending` (the waker registered) until then.
+    fn poll_readable(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Any `AsyncRead + AsyncWrite` stream as an [`Io`] (with no readiness hint).
+#[derive(Debug)]
+pub(crate) struct AnyStream<S>(pub(crate) S);
+
+impl<S: AsyncRead + AsyncWrite + Send + Unpin> Io for AnyStream<S> {}
+
+impl<S: AsyncRead + Unpin> AsyncRead for AnyStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for AnyStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
 /// Read/Write over the async stream for one poll: `Pending` becomes `WouldBlock`.
 /// Reads stop for this turn once `read_left` bytes were read (the task is woken to continue
-/// after the other connections had their turn); `heard` records that the peer sent something.
+/// after the other connections had their turn); `heard` records that the peer sent something;
+/// `drained` that the last read emptied the socket (see [`Io::poll_readable`]).
 pub(super) struct Live<'a, 'b> {
     pub(super) io: &'a mut dyn Io,
     pub(super) cx: &'a mut Context<'b>,
     pub(super) read_left: &'a mut usize,
     pub(super) heard: &'a mut bool,
+    pub(super) drained: &'a mut bool,
 }
 
 impl Read for Live<'_, '_> {
@@ -26,10 +76,20 @@ impl Read for Live<'_, '_> {
             self.cx.waker().wake_by_ref();
             return Err(io::ErrorKind::WouldBlock.into());
         }
+        if *self.drained {
+            match self.io.poll_readable(self.cx) {
+                Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Ready(Ok(())) => *self.drained = false,
+            }
+        }
         match Pin::new(&mut *self.io).poll_read(self.cx, buf) {
             Poll::Ready(Ok(n)) => {
                 *self.read_left = self.read_left.saturating_sub(n);
                 *self.heard |= n > 0;
+                if n > 0 && n < buf.len() {
+                    *self.drained = self.io.arm_readable(self.cx);
+                }
                 Ok(n)
             }
             Poll::Ready(Err(e)) => Err(e),

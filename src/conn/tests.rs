@@ -62,6 +62,8 @@ impl Mock {
     }
 }
 
+impl crate::conn::Io for Mock {}
+
 impl AsyncRead for Mock {
     fn poll_read(
         self: Pin<&mut Self>,
