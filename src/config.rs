@@ -233,25 +233,6 @@ impl WebSocketConfig {
     pub fn get_protocols(&self) -> &[String] {
         &self.protocols
     }
-
-    /// These limits as tungstenite's configuration (what each connection's framing runs
-    /// with), for code that drives `tungstenite` directly, e.g. the fuzz targets.
-    #[doc(hidden)]
-    pub fn tungstenite_config(&self) -> tungstenite::protocol::WebSocketConfig {
-        tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(self.read_buffer_size)
-            // Frames are written by explicit flushes, batched by the connection loop; the
-            // buffer may exceed the bound by one frame so that a frame larger than the bound
-            // can still be sent.
-            .write_buffer_size(self.max_write_buffer_size)
-            .max_write_buffer_size(
-                self.max_write_buffer_size
-                    + self.max_write_buffer_size.max(self.max_message_size)
-                    + 16,
-            )
-            .max_frame_size(Some(self.max_frame_size))
-            .max_message_size(Some(self.max_message_size))
-    }
 }
 
 impl fmt::Debug for WebSocketConfig {

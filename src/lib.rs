@@ -78,6 +78,8 @@ pub use config::{ServerConfig, WebSocketConfig};
 #[doc(hidden)]
 pub use conn::close_code;
 pub use conn::CloseInfo;
+#[doc(hidden)]
+pub use conn::Framing;
 pub use context::{AuthIdentity, MicroserviceContext, RequestId, WebSocketContext};
 pub use envelope::{EventEnvelope, MessageEnvelope};
 #[doc(hidden)]

@@ -453,18 +453,9 @@ impl Write for Stream {
     }
 }
 
-/// The tungstenite configuration the connection uses for `WebSocketConfig::default()`.
-fn edge_config() -> tungstenite::protocol::WebSocketConfig {
-    WebSocketConfig::default().tungstenite_config()
-}
-
 /// Reads messages until an error or `WouldBlock`: the messages and the final error.
 fn read_all(read_ahead: &[u8], input: &[u8], chunk: usize) -> (Vec<Message>, tungstenite::Error) {
-    let mut ws = tungstenite::protocol::WebSocketContext::from_partially_read(
-        read_ahead.to_vec(),
-        tungstenite::protocol::Role::Server,
-        Some(edge_config()),
-    );
+    let mut ws = nestforge_edge::Framing::new(read_ahead, &WebSocketConfig::default());
     let mut stream = Stream {
         input: input.to_vec(),
         chunk,
@@ -482,10 +473,9 @@ fn read_all(read_ahead: &[u8], input: &[u8], chunk: usize) -> (Vec<Message>, tun
 #[test]
 fn frames_oversized_frame_after_a_full_read_buffer() {
     // Found by the `frames` target: a 4-byte header announcing a 17,000-byte frame (over the
-    // 16 KiB limit) at the start of a read that fills the 4 KiB buffer. The first read fails
-    // with `MessageTooLong`; tungstenite keeps the rejected header and a second `read` hits
-    // its `debug_assert!(in_buffer.capacity() > len)`, so nothing may read again after a
-    // failure.
+    // 16 KiB limit) at the start of a read that fills the 4 KiB buffer: the first read fails
+    // with `MessageTooLong`, before any of the payload is buffered. (The connection never
+    // reads again after a failure.)
     let mut input = common::frame(true, 2, &[0x5a; 17_000]);
     assert_eq!(&input[..4], [0x82, 0xfe, 0x42, 0x68]);
     input.truncate(4096 + 8);

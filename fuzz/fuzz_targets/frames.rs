@@ -1,6 +1,5 @@
-//! Fuzzes the WebSocket frame decoder path the server drives (src/conn.rs): a server-role
-//! `tungstenite` context with the crate's edge limits (16 KiB frames, 64 KiB messages,
-//! 4 KiB read buffer), reading client bytes from an in-memory stream until an error or
+//! Fuzzes the WebSocket framing each connection runs (`src/conn/framing`), with the crate's
+//! edge limits (16 KiB frames, 64 KiB messages, 4 KiB read buffer), reading client bytes from an in-memory stream until an error or
 //! `WouldBlock`, echoing data messages and closing on errors as the connection does.
 //! No panic, no endless loop, bounded output.
 #![no_main]
@@ -12,7 +11,6 @@ use nestforge_edge::WebSocketConfig;
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
-use tungstenite::protocol::{Role, WebSocketContext};
 use tungstenite::Message;
 
 /// Client bytes served `chunk` at a time, then `WouldBlock`; writes are collected.
@@ -56,11 +54,7 @@ fuzz_target!(|data: &[u8]| {
         *chunk as usize * 64
     };
     let edge = WebSocketConfig::default();
-    let mut ws = WebSocketContext::from_partially_read(
-        data[..split].to_vec(),
-        Role::Server,
-        Some(edge.tungstenite_config()),
-    );
+    let mut ws = nestforge_edge::Framing::new(&data[..split], &edge);
     let mut stream = Stream {
         input: &data[split..],
         chunk,
@@ -80,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
                         assert!(message.len() <= edge.get_max_message_size());
                         received += message.len();
                         // Echo, as a gateway would; may fail once closing.
-                        let _ = ws.write(&mut stream, message);
+                        let _ = ws.write(message);
                         let _ = ws.flush(&mut stream);
                     }
                     Message::Ping(p) | Message::Pong(p) => assert!(p.len() <= 125),
@@ -99,11 +93,10 @@ fuzz_target!(|data: &[u8]| {
                         code,
                         reason: "protocol error".into(),
                     };
-                    let _ = ws.close(&mut stream, Some(frame));
+                    ws.close(Some(frame));
                     let _ = ws.flush(&mut stream);
                 }
-                // Like the connection, never read again after a failure: tungstenite keeps
-                // the rejected frame's header and debug-asserts on the next read.
+                // Like the connection, never read again after a failure.
                 break;
             }
         }

@@ -1,12 +1,13 @@
 //! The connection driver behind [`WebSocket`](crate::WebSocket).
 //!
-//! RFC 6455 framing is tungstenite's sans-I/O `WebSocketContext`; this module drives it over any
-//! `AsyncRead + AsyncWrite` stream. Writes are batched: a `send` made while more requests are
+//! RFC 6455 framing is [`Framing`] (sans-I/O, buffers released while idle); this module drives
+//! it over any `AsyncRead + AsyncWrite` stream. Writes are batched: a `send` made while more requests are
 //! already buffered is not flushed until the buffered input is consumed, so a burst of
 //! pipelined requests costs one read and one write syscall. Pings, the idle timeout, a
 //! fairness budget and the close codes of protocol errors are handled here too.
 
 mod close;
+mod framing;
 mod stream;
 
 use std::future::Future;
@@ -20,7 +21,7 @@ use async_io::Timer;
 use futures_lite::future::poll_fn;
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role, WebSocketContext as Framing};
+use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
 use crate::config::WebSocketConfig;
@@ -32,6 +33,7 @@ use crate::stats::Stats;
 
 pub use close::{close_code, CloseInfo};
 use close::{close_code_of, reason_for, Closer, Closing};
+pub use framing::Framing;
 use stream::{would_block, Live, Offline};
 pub(crate) use stream::{AnyStream, Io};
 
@@ -75,7 +77,7 @@ pub(crate) struct Conn {
     /// The peer sent bytes since the last check (for the idle timeout).
     heard: bool,
     /// The last read emptied the socket: wait for readiness before reading again.
-    drained: bool,
+    drained: u8,
     /// A send through the `Sink` (on its own task, after `split`) waits for the socket to
     /// take its bytes and flushes them itself: reads do not register for writing meanwhile,
     /// or the two tasks would take turns replacing each other's write waker (each
@@ -111,11 +113,7 @@ impl Conn {
         stats: Arc<Stats>,
         signal: Arc<Signal>,
     ) -> Self {
-        let framing = Framing::from_partially_read(
-            read_ahead,
-            Role::Server,
-            Some(config.tungstenite_config()),
-        );
+        let framing = Framing::new(&read_ahead, &config);
         let now = Instant::now();
         let mut conn = Conn {
             io,
@@ -127,7 +125,7 @@ impl Conn {
             budget: 0,
             read_left: 0,
             heard: false,
-            drained: false,
+            drained: 0,
             sink_parked: false,
             ping_timer: config.ping_interval.map(Timer::interval),
             idle_timer: config.idle_timeout.map(Timer::after),
@@ -269,7 +267,7 @@ impl Conn {
             code,
             reason: reason_for(code).into(),
         };
-        let _ = self.framing.close(&mut Offline, Some(frame));
+        self.framing.close(Some(frame));
     }
 
     /// Reads ahead from already-buffered bytes only.
@@ -350,9 +348,7 @@ impl Conn {
         }
         if let Some(timer) = &mut self.ping_timer {
             if Pin::new(timer).poll(cx).is_ready() && self.framing.can_write() {
-                let _ = self
-                    .framing
-                    .write(&mut Offline, Message::Ping(Default::default()));
+                let _ = self.framing.write(Message::Ping(Default::default()));
                 self.tally.frames_out += 1;
                 queued = true;
             }
@@ -405,14 +401,10 @@ impl Conn {
     /// Queues `message`; gives it back when the write buffer is full.
     fn write(&mut self, message: Message) -> std::result::Result<(), WsError> {
         let len = message.len() as u64;
-        match self.framing.write(&mut Offline, message) {
-            Err(e) if !would_block(&e) => Err(e),
-            _ => {
-                self.tally.frames_out += 1;
-                self.tally.bytes_out += len;
-                Ok(())
-            }
-        }
+        self.framing.write(message)?;
+        self.tally.frames_out += 1;
+        self.tally.bytes_out += len;
+        Ok(())
     }
 
     /// Fails with `AlreadyClosed` once the connection is closed and reads are over.

@@ -1,0 +1,355 @@
+//! Framing over an in-memory stream: RFC 6455 vectors, the buffer policy (what is held while
+//! idle, how large payloads are read), the close handshake and the write bound.
+
+use std::io::{self, Read, Write};
+
+use tungstenite::error::{CapacityError, Error, ProtocolError};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::Message;
+
+use super::Framing;
+use crate::config::WebSocketConfig;
+
+/// Input handed out at most `chunk` bytes per read (`WouldBlock` when empty); records the
+/// size of every read asked for and collects what is written.
+struct Stream {
+    input: Vec<u8>,
+    at: usize,
+    chunk: usize,
+    asked: Vec<usize>,
+    output: Vec<u8>,
+    /// Writes answer `WouldBlock` while `false`.
+    writable: bool,
+}
+
+impl Stream {
+    fn new(input: Vec<u8>, chunk: usize) -> Self {
+        Stream {
+            input,
+            at: 0,
+            chunk,
+            asked: Vec::new(),
+            output: Vec::new(),
+            writable: true,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.asked.push(buf.len());
+        if self.at == self.input.len() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.chunk).min(self.input.len() - self.at);
+        buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.writable {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A masked client frame.
+fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![u8::from(fin) << 7 | opcode];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend((n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend((n as u64).to_be_bytes());
+        }
+    }
+    out.extend(mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+fn framing() -> Framing {
+    Framing::new(&[], &WebSocketConfig::default())
+}
+
+fn would_block(e: &Error) -> bool {
+    matches!(e, Error::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+#[test]
+fn rfc6455_masked_hello_byte_by_byte_and_nothing_held_after() {
+    // RFC 6455, section 5.7: a single-frame masked text message containing "Hello".
+    let input = vec![
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+    let mut ws = framing();
+    let mut stream = Stream::new(input, 1);
+    let mut result = ws.read(&mut stream);
+    while matches!(&result, Err(e) if would_block(e)) && stream.at < stream.input.len() {
+        result = ws.read(&mut stream);
+    }
+    assert_eq!(result.unwrap(), Message::Text("Hello".into()));
+    assert_eq!(ws.held(), 0);
+    assert!(would_block(&ws.read(&mut stream).unwrap_err()));
+    assert_eq!(ws.held(), 0);
+}
+
+#[test]
+fn pipelined_frames_behind_the_upgrade_head_then_in_one_read() {
+    let mut ahead = frame(true, 1, b"first");
+    ahead.extend(frame(true, 2, b"second"));
+    let mut ws = Framing::new(&ahead, &WebSocketConfig::default());
+    let mut input = frame(true, 1, b"third");
+    input.extend(frame(true, 1, b"fourth"));
+    let mut stream = Stream::new(input, usize::MAX);
+    let mut got = Vec::new();
+    while let Ok(message) = ws.read(&mut stream) {
+        got.push(message);
+    }
+    assert_eq!(
+        got,
+        [
+            Message::Text("first".into()),
+            Message::Binary(b"second"[..].into()),
+            Message::Text("third".into()),
+            Message::Text("fourth".into()),
+        ]
+    );
+    assert_eq!(ws.held(), 0);
+}
+
+#[test]
+fn a_large_payload_is_read_into_its_own_buffer_with_large_reads() {
+    let config = WebSocketConfig::default().max_frame_size(1 << 20);
+    let payload: Vec<u8> = (0..64 * 1024).map(|i| (i * 7) as u8).collect();
+    let mut ws = Framing::new(&[], &config);
+    let mut stream = Stream::new(frame(true, 2, &payload), usize::MAX);
+    assert_eq!(
+        ws.read(&mut stream).unwrap(),
+        Message::Binary(payload.into())
+    );
+    // One small read brings the header and the start, one more the rest of the payload.
+    assert_eq!(stream.asked.len(), 2, "{:?}", stream.asked);
+    assert_eq!(stream.asked[0], config.read_buffer_size);
+    assert!(stream.asked[1] > 60 * 1024, "{:?}", stream.asked);
+    assert_eq!(ws.held(), 0);
+}
+
+#[test]
+fn a_large_header_alone_commits_at_most_64_kib() {
+    let config = WebSocketConfig::default()
+        .max_frame_size(16 << 20)
+        .max_message_size(16 << 20);
+    let mut ws = Framing::new(&[], &config);
+    let mut input = frame(true, 2, &vec![0; 16 << 20]);
+    input.truncate(14 + 100);
+    let mut stream = Stream::new(input, usize::MAX);
+    assert!(would_block(&ws.read(&mut stream).unwrap_err()));
+    assert!(ws.held() <= 64 * 1024, "{}", ws.held());
+}
+
+#[test]
+fn fragments_reassemble_a_character_split_across_them() {
+    let euro = "€".as_bytes(); // three bytes
+    let mut input = frame(false, 1, &euro[..1]);
+    input.extend(frame(true, 9, b"p")); // a ping between fragments
+    input.extend(frame(false, 0, &euro[1..2]));
+    input.extend(frame(true, 0, &euro[2..]));
+    let mut ws = framing();
+    let mut stream = Stream::new(input, 3);
+    let mut got = Vec::new();
+    loop {
+        match ws.read(&mut stream) {
+            Ok(message) => got.push(message),
+            Err(e) if would_block(&e) && stream.at < stream.input.len() => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(
+        got,
+        [Message::Ping(b"p"[..].into()), Message::Text("€".into())]
+    );
+    // The ping was answered.
+    ws.flush(&mut stream).unwrap();
+    assert_eq!(stream.output, [0x8a, 0x01, b'p']);
+}
+
+#[test]
+fn invalid_utf8_fails_at_the_first_bad_fragment() {
+    let mut input = frame(false, 1, b"ok \xff");
+    input.extend(frame(true, 0, b"never read"));
+    let mut ws = framing();
+    let mut stream = Stream::new(input.clone(), 6 + 4);
+    assert!(matches!(ws.read(&mut stream), Err(Error::Utf8(_))));
+    assert_eq!(stream.at, 10, "failed before reading the next fragment");
+    // In a single frame too.
+    let mut ws = framing();
+    let mut stream = Stream::new(frame(true, 1, b"\xc3\x28"), usize::MAX);
+    assert!(matches!(ws.read(&mut stream), Err(Error::Utf8(_))));
+}
+
+#[test]
+fn protocol_violations_and_limits() {
+    type Expected = fn(&Error) -> bool;
+    let cases: Vec<(Vec<u8>, Expected)> = vec![
+        (vec![0x81, 0x02, b'h', b'i'], |e| {
+            matches!(e, Error::Protocol(ProtocolError::UnmaskedFrameFromClient))
+        }),
+        (frame(true, 0x1 | 0x40, b"x"), |e| {
+            matches!(e, Error::Protocol(ProtocolError::NonZeroReservedBits))
+        }),
+        (frame(false, 9, b""), |e| {
+            matches!(e, Error::Protocol(ProtocolError::FragmentedControlFrame))
+        }),
+        (frame(true, 9, &[0; 126]), |e| {
+            matches!(e, Error::Protocol(ProtocolError::ControlFrameTooBig))
+        }),
+        (frame(true, 0, b"x"), |e| {
+            matches!(e, Error::Protocol(ProtocolError::UnexpectedContinueFrame))
+        }),
+        (frame(true, 3, b""), |e| {
+            matches!(e, Error::Protocol(ProtocolError::InvalidOpcode(3)))
+        }),
+        (frame(true, 0xb, b""), |e| {
+            matches!(e, Error::Protocol(ProtocolError::InvalidOpcode(11)))
+        }),
+        (frame(true, 8, b"\x03"), |e| {
+            matches!(e, Error::Protocol(ProtocolError::InvalidCloseSequence))
+        }),
+        (frame(true, 2, &[0; 16 * 1024 + 1]), |e| {
+            matches!(
+                e,
+                Error::Capacity(CapacityError::MessageTooLong {
+                    size: 16385,
+                    max_size: 16384
+                })
+            )
+        }),
+        (
+            {
+                let mut v = frame(false, 1, b"a");
+                v.extend(frame(true, 1, b"b"));
+                v
+            },
+            |e| matches!(e, Error::Protocol(ProtocolError::ExpectedFragment(_))),
+        ),
+    ];
+    for (input, expected) in cases {
+        let mut ws = framing();
+        let err = ws
+            .read(&mut Stream::new(input.clone(), usize::MAX))
+            .unwrap_err();
+        assert!(expected(&err), "{input:02x?}: {err:?}");
+    }
+}
+
+#[test]
+fn a_peer_close_is_answered_then_the_stream_ends() {
+    let mut input = frame(true, 8, &[0x03, 0xe8, b'b', b'y', b'e']);
+    input.extend(frame(true, 1, b"after close"));
+    let mut ws = framing();
+    let mut stream = Stream::new(input, usize::MAX);
+    let close = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    };
+    assert_eq!(ws.read(&mut stream).unwrap(), Message::Close(Some(close)));
+    assert!(!ws.can_write());
+    assert!(matches!(
+        ws.write(Message::Text("late".into())),
+        Err(Error::Protocol(ProtocolError::SendAfterClosing))
+    ));
+    // The next read writes the echoed close and ends: nothing after a Close is read.
+    assert!(matches!(ws.read(&mut stream), Err(Error::ConnectionClosed)));
+    assert_eq!(stream.output, [0x88, 0x05, 0x03, 0xe8, b'b', b'y', b'e']);
+    assert!(matches!(ws.read(&mut stream), Err(Error::AlreadyClosed)));
+}
+
+#[test]
+fn a_close_with_a_reserved_code_is_answered_with_1002() {
+    let mut ws = framing();
+    let mut stream = Stream::new(frame(true, 8, &1005u16.to_be_bytes()), usize::MAX);
+    let Message::Close(Some(reported)) = ws.read(&mut stream).unwrap() else {
+        panic!("a close");
+    };
+    assert_eq!(reported.code, CloseCode::Protocol);
+    let _ = ws.flush(&mut stream);
+    assert_eq!(&stream.output[..4], [0x88, 20, 0x03, 0xea]);
+}
+
+#[test]
+fn our_close_then_the_peers_reply() {
+    let mut ws = framing();
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Away,
+        reason: "".into(),
+    }));
+    ws.close(None); // once only
+    let mut stream = Stream::new(frame(true, 8, &1001u16.to_be_bytes()), usize::MAX);
+    ws.flush(&mut stream).unwrap();
+    assert_eq!(stream.output, [0x88, 0x02, 0x03, 0xe9]);
+    assert!(matches!(
+        ws.read(&mut stream).unwrap(),
+        Message::Close(Some(_))
+    ));
+    assert!(matches!(ws.read(&mut stream), Err(Error::ConnectionClosed)));
+}
+
+#[test]
+fn a_full_write_buffer_gives_the_message_back_and_keeps_the_latest_pong() {
+    let config = WebSocketConfig::default()
+        .max_write_buffer_size(1024)
+        .max_message_size(1024);
+    // Bound: 1024 + max(1024, 1024) + 16 unsent bytes.
+    let mut ws = Framing::new(&[], &config);
+    let message = Message::Binary(vec![7; 1000].into());
+    ws.write(message.clone()).unwrap();
+    ws.write(message.clone()).unwrap();
+    match ws.write(message.clone()) {
+        Err(Error::WriteBufferFull(back)) => assert_eq!(*back, message),
+        other => panic!("{other:?}"),
+    }
+    let mut pings = frame(true, 9, &[1; 100]);
+    pings.extend(frame(true, 9, &[2; 100]));
+    let mut stream = Stream::new(pings, usize::MAX);
+    stream.writable = false;
+    assert!(matches!(ws.read(&mut stream).unwrap(), Message::Ping(_)));
+    assert!(matches!(ws.read(&mut stream).unwrap(), Message::Ping(_)));
+    stream.writable = true;
+    ws.flush(&mut stream).unwrap();
+    // Two data frames, then one pong: the newer ping's.
+    assert_eq!(stream.output.len(), 2 * (4 + 1000) + 2 + 100);
+    assert_eq!(&stream.output[2008..2010], [0x8a, 100]);
+    assert_eq!(stream.output[2010], 2);
+    assert_eq!(ws.held(), 0);
+}
+
+#[test]
+fn unmask_matches_the_bytewise_definition_at_every_length_and_offset() {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    for len in 0..40 {
+        let data: Vec<u8> = (0..len as u8).collect();
+        let mut fast = data.clone();
+        super::unmask(&mut fast, mask);
+        let slow: Vec<u8> = data
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4])
+            .collect();
+        assert_eq!(fast, slow, "len {len}");
+    }
+}
