@@ -5,8 +5,9 @@
 //! cargo run --release --example echo
 //! ../shared/autobahn/run ws://127.0.0.1:9001/ws target/autobahn
 //! ```
-//! `HOST` and `PORT` override the defaults, `READ_BUFFER` the 4 KiB read buffer; SIGINT or
-//! SIGTERM shuts it down gracefully.
+//! `HOST` and `PORT` override the defaults, `READ_BUFFER` the 4 KiB read buffer,
+//! `MAX_CONNECTIONS` the limit of 1,024 open connections; SIGINT or SIGTERM shuts it down
+//! gracefully.
 
 use nestforge_edge::prelude::*;
 
@@ -45,7 +46,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(4096),
         );
-    let server_config = ServerConfig::default().host(&host).max_connections(1024);
+    let max_connections = std::env::var("MAX_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let server_config = ServerConfig::default()
+        .host(&host)
+        .max_connections(max_connections);
     smol::block_on(async {
         let server = NestForgeFactory::<AppModule>::create()?
             .with_websocket_gateway_config(Echo, config)

@@ -23,6 +23,10 @@ use tungstenite::Message;
 
 use crate::config::WebSocketConfig;
 
+mod output;
+
+use output::{Output, Payload};
+
 /// The largest frame header (2 + 8 bytes of length + 4 of mask).
 const MAX_HEADER: usize = 14;
 
@@ -80,9 +84,8 @@ pub struct Framing {
     header: Option<(FrameHeader, usize)>,
     large: Option<Large>,
     fragments: Option<Fragments>,
-    /// Frames not yet written: `out[sent..]`; holds no allocation once flushed.
-    out: Vec<u8>,
-    sent: usize,
+    /// Frames not yet written; holds no allocation once flushed.
+    out: Output,
     /// A pong owed while the write buffer was full (a newer ping replaces it).
     pong: Option<Bytes>,
     /// A pong or close reply was queued: `read` tries to write it.
@@ -118,8 +121,7 @@ impl Framing {
             header: None,
             large: None,
             fragments: None,
-            out: Vec::new(),
-            sent: 0,
+            out: Output::default(),
             pong: None,
             reply_due: false,
         }
@@ -135,7 +137,7 @@ impl Framing {
         self.input.capacity()
             + self.large.as_ref().map_or(0, |l| l.buf.capacity())
             + self.fragments.as_ref().map_or(0, |f| f.data.capacity())
-            + self.out.capacity()
+            + self.out.held()
     }
 
     /// Reads the next message. `WouldBlock` (as `Error::Io`) when the stream has no more
@@ -292,13 +294,14 @@ impl Framing {
                     }
                     continue;
                 }
-                if self.input.len() >= len {
+                if self.input.len() == len {
+                    // The usual case: the read brought one frame; its buffer becomes the
+                    // payload (no split, no copy).
+                    let payload = std::mem::take(&mut self.input);
+                    return Ok(Some(self.finish_frame(payload)));
+                }
+                if self.input.len() > len {
                     let payload = self.input.split_to(len);
-                    if self.input.is_empty() {
-                        // Release the handle on the read's allocation (the payload keeps
-                        // what it needs).
-                        self.input = BytesMut::new();
-                    }
                     return Ok(Some(self.finish_frame(payload)));
                 }
                 if len > self.limits.read_buffer {
@@ -390,34 +393,31 @@ impl Framing {
             State::Active => {}
             _ => return Err(Error::Protocol(ProtocolError::SendAfterClosing)),
         }
-        let (opcode, payload): (OpCode, &[u8]) = match &message {
-            Message::Text(text) => (OpCode::Data(Data::Text), text.as_bytes()),
+        if let Message::Close(frame) = message {
+            self.close(frame);
+            return Ok(());
+        }
+        if self.unsent() + MAX_HEADER + message.len() > self.limits.max_write_buffer {
+            return Err(Error::WriteBufferFull(Box::new(message)));
+        }
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Data(Data::Text), Bytes::from(text)),
             Message::Binary(data) => (OpCode::Data(Data::Binary), data),
             Message::Ping(data) => (OpCode::Control(Control::Ping), data),
             Message::Pong(data) => (OpCode::Control(Control::Pong), data),
-            Message::Close(frame) => {
-                self.close(frame.clone());
-                return Ok(());
-            }
-            Message::Frame(frame) => (frame.header().opcode, frame.payload()),
-        };
-        if self.unsent() + MAX_HEADER + payload.len() > self.limits.max_write_buffer {
-            return Err(Error::WriteBufferFull(Box::new(message)));
-        }
-        match &message {
             Message::Frame(frame) => {
                 let mut header = frame.header().clone();
                 header.mask = None;
-                self.push(&header, payload);
+                self.push(&header, Payload::Owned(frame.into_payload()));
+                return Ok(());
             }
-            _ => self.push(
-                &FrameHeader {
-                    opcode,
-                    ..FrameHeader::default()
-                },
-                payload,
-            ),
-        }
+            Message::Close(_) => unreachable!("handled above"),
+        };
+        let header = FrameHeader {
+            opcode,
+            ..FrameHeader::default()
+        };
+        self.push(&header, Payload::Owned(payload));
         Ok(())
     }
 
@@ -435,18 +435,7 @@ impl Framing {
     /// `ConnectionClosed` once the close handshake the peer started is answered.
     pub fn flush(&mut self, stream: &mut impl Write) -> Result<()> {
         loop {
-            while self.sent < self.out.len() {
-                let n = stream.write(&self.out[self.sent..])?;
-                if n == 0 {
-                    return Err(Error::Io(io::Error::new(
-                        io::ErrorKind::ConnectionReset,
-                        "connection reset while sending",
-                    )));
-                }
-                self.sent += n;
-            }
-            self.out = Vec::new();
-            self.sent = 0;
+            self.out.write_to(stream)?;
             match self.pong.take() {
                 Some(data) => self.push_pong(&data),
                 None => break,
@@ -462,7 +451,7 @@ impl Framing {
     }
 
     fn unsent(&self) -> usize {
-        self.out.len() - self.sent
+        self.out.unsent()
     }
 
     fn queue_pong(&mut self, data: Bytes) {
@@ -479,7 +468,7 @@ impl Framing {
             opcode: OpCode::Control(Control::Pong),
             ..FrameHeader::default()
         };
-        self.push(&header, data);
+        self.push(&header, Payload::Borrowed(data));
     }
 
     fn push_close(&mut self, frame: Option<&CloseFrame>) {
@@ -488,29 +477,30 @@ impl Framing {
             ..FrameHeader::default()
         };
         match frame {
-            None => self.push(&header, &[]),
+            None => self.push(&header, Payload::Borrowed(&[])),
             Some(f) => {
                 let mut payload = [0u8; 125];
                 let reason = f.reason.as_bytes();
                 let len = 2 + reason.len().min(123);
                 payload[..2].copy_from_slice(&u16::from(f.code).to_be_bytes());
                 payload[2..len].copy_from_slice(&reason[..len - 2]);
-                self.push(&header, &payload[..len]);
+                self.push(&header, Payload::Borrowed(&payload[..len]));
             }
         }
     }
 
-    /// Appends a frame to the write buffer (compacting what was sent).
-    fn push(&mut self, header: &FrameHeader, payload: &[u8]) {
-        if self.sent > 0 && self.sent * 2 >= self.out.len() {
-            self.out.drain(..self.sent);
-            self.sent = 0;
-        }
-        self.out.reserve(MAX_HEADER + payload.len());
+    /// Appends a frame to the write queue.
+    fn push(&mut self, header: &FrameHeader, payload: Payload<'_>) {
+        let len = match &payload {
+            Payload::Owned(data) => data.len(),
+            Payload::Borrowed(data) => data.len(),
+        };
+        let mut encoded = Cursor::new([0u8; MAX_HEADER]);
         header
-            .format(payload.len() as u64, &mut self.out)
-            .expect("writing to a Vec");
-        self.out.extend_from_slice(payload);
+            .format(len as u64, &mut encoded)
+            .expect("a header fits in 14 bytes");
+        let used = encoded.position() as usize;
+        self.out.push(&encoded.get_ref()[..used], payload);
     }
 }
 
