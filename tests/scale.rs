@@ -1,0 +1,125 @@
+//! Many connections on one server thread: 10,000 open WebSockets to the `echo` example, each
+//! still answering, within 48 MB of server RSS (idle connections hold no buffers).
+//!
+//! Needs 10,000 file descriptors on each side: the test raises its own soft limit (with
+//! `prlimit`, up to the hard limit; the server inherits it) and skips with a message where
+//! it cannot.
+
+mod common;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const CONNECTIONS: usize = 10_000;
+const RSS_BOUND: u64 = 48_000_000;
+
+/// The soft and hard `RLIMIT_NOFILE` of this process.
+fn fd_limits() -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let soft = fields.next()?.parse().ok()?;
+    let hard = fields.next()?.parse().unwrap_or(u64::MAX);
+    Some((soft, hard))
+}
+
+/// Raises this process's soft descriptor limit to `needed`; `false` where it cannot.
+fn raise_fd_limit(needed: u64) -> bool {
+    let Some((soft, hard)) = fd_limits() else {
+        return false;
+    };
+    if soft >= needed {
+        return true;
+    }
+    if hard < needed {
+        return false;
+    }
+    let raised = Command::new("prlimit")
+        .arg("--pid")
+        .arg(std::process::id().to_string())
+        .arg(format!("--nofile={needed}:{hard}"))
+        .status()
+        .is_ok_and(|s| s.success());
+    raised && fd_limits().is_some_and(|(soft, _)| soft >= needed)
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+/// The echo example on a free port, with room for `CONNECTIONS`.
+fn start_echo() -> (Child, SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(example("echo"))
+        .env("PORT", port.to_string())
+        .env("MAX_CONNECTIONS", (CONNECTIONS + 16).to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < scaled(Duration::from_secs(10)),
+            "echo did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, addr)
+}
+
+#[test]
+fn ten_thousand_connections_each_answer_within_48_mb() {
+    if !raise_fd_limit(CONNECTIONS as u64 + 256) {
+        eprintln!(
+            "skipped: {CONNECTIONS} connections need a descriptor limit above {CONNECTIONS} \
+             (limits: {:?})",
+            fd_limits()
+        );
+        return;
+    }
+    let (mut child, addr) = start_echo();
+    let idle = rss_bytes(child.id());
+    let mut clients: Vec<TcpStream> = (0..CONNECTIONS).map(|_| raw_upgrade(addr, "/ws")).collect();
+    let open = rss_bytes(child.id());
+    // Every connection answers: all requests out first, then every reply read.
+    for (i, client) in clients.iter_mut().enumerate() {
+        client
+            .write_all(&frame(true, 2, &(i as u32).to_be_bytes()))
+            .unwrap();
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let (opcode, payload) = read_frame(client).unwrap();
+        assert_eq!((opcode, payload), (2, (i as u32).to_be_bytes().to_vec()));
+    }
+    let answered = rss_bytes(child.id());
+    eprintln!(
+        "{CONNECTIONS} connections: server RSS {:.1} MB idle, {:.1} MB with all open, \
+         {:.1} MB after each answered ({:.0} bytes per connection)",
+        idle as f64 / 1e6,
+        open as f64 / 1e6,
+        answered as f64 / 1e6,
+        answered.saturating_sub(idle) as f64 / CONNECTIONS as f64
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        open.max(answered) <= RSS_BOUND,
+        "server RSS {} bytes with {CONNECTIONS} connections (bound {RSS_BOUND})",
+        open.max(answered)
+    );
+}
