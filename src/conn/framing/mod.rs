@@ -69,8 +69,20 @@ struct Fragments {
 
 /// A payload larger than a read, being read into its own buffer.
 struct Large {
+    /// The payload goes to `buf[start..start + len]`: `start` is 0 for a payload of its
+    /// own, the bytes already reassembled for a fragment of a message.
     buf: Vec<u8>,
+    start: usize,
     filled: usize,
+    /// The buffer is the message's reassembly buffer (it goes back there when complete).
+    fragment: bool,
+}
+
+/// A frame's payload as read.
+enum Body {
+    Bytes(Bytes),
+    /// Appended to the message's reassembly buffer.
+    Appended,
 }
 
 /// The server side of a WebSocket connection's framing: what each connection runs, public
@@ -183,7 +195,24 @@ impl Framing {
     }
 
     /// Turns a frame into a message (`None`: a fragment of one not complete yet).
-    fn message(&mut self, header: FrameHeader, payload: Bytes) -> Result<Option<Message>> {
+    fn message(&mut self, header: FrameHeader, body: Body) -> Result<Option<Message>> {
+        let payload = match body {
+            Body::Bytes(payload) => payload,
+            Body::Appended => {
+                // A fragment read into the reassembly buffer (its opcode and the limit were
+                // checked before).
+                let fragments = self
+                    .fragments
+                    .as_mut()
+                    .expect("a message being reassembled");
+                fragments.check_text()?;
+                if !header.is_final {
+                    return Ok(None);
+                }
+                let fragments = self.fragments.take().expect("fragments");
+                return fragments.complete().map(Some);
+            }
+        };
         match header.opcode {
             OpCode::Control(Control::Close) => {
                 Ok(self.received_close(payload)?.map(Message::Close))
@@ -276,17 +305,15 @@ impl Framing {
     }
 
     /// The next complete frame (payload unmasked); `None` at the end of the stream.
-    fn read_frame(&mut self, stream: &mut impl Read) -> Result<Option<(FrameHeader, Bytes)>> {
+    fn read_frame(&mut self, stream: &mut impl Read) -> Result<Option<(FrameHeader, Body)>> {
         loop {
             if self.header.is_none() {
                 self.parse_header()?;
             }
             if let Some((_, len)) = self.header {
                 if let Some(large) = &mut self.large {
-                    if large.filled == len {
-                        let payload = std::mem::take(&mut large.buf);
-                        self.large = None;
-                        return Ok(Some(self.finish_frame(payload)));
+                    if large.filled == large.start + len {
+                        return Ok(Some(self.finish_large()));
                     }
                     let n = large.read(stream, len)?;
                     if n == 0 {
@@ -305,12 +332,21 @@ impl Framing {
                     return Ok(Some(self.finish_frame(payload)));
                 }
                 if len > self.limits.read_buffer {
-                    // Too large for a read: it gets a buffer of its own.
-                    let mut buf = Vec::new();
-                    let filled = self.input.len();
+                    // Too large for a read: read straight into a buffer of its own, or into
+                    // the message's reassembly buffer for a fragment.
+                    let (mut buf, fragment) = match self.fragment_buffer(len)? {
+                        Some(buf) => (buf, true),
+                        None => (Vec::new(), false),
+                    };
+                    let start = buf.len();
                     buf.extend_from_slice(&self.input);
                     self.input = BytesMut::new();
-                    self.large = Some(Large { buf, filled });
+                    self.large = Some(Large {
+                        filled: buf.len(),
+                        buf,
+                        start,
+                        fragment,
+                    });
                     continue;
                 }
             }
@@ -359,12 +395,61 @@ impl Framing {
     fn finish_frame<P: AsMut<[u8]> + Into<Bytes>>(
         &mut self,
         mut payload: P,
-    ) -> (FrameHeader, Bytes) {
+    ) -> (FrameHeader, Body) {
         let (mut header, _) = self.header.take().expect("a frame header");
         if let Some(mask) = header.mask.take() {
             unmask(payload.as_mut(), mask);
         }
-        (header, payload.into())
+        (header, Body::Bytes(payload.into()))
+    }
+
+    /// The large payload just read, unmasked.
+    fn finish_large(&mut self) -> (FrameHeader, Body) {
+        let Large {
+            mut buf,
+            start,
+            fragment,
+            ..
+        } = self.large.take().expect("a large payload");
+        let (mut header, _) = self.header.take().expect("a frame header");
+        if let Some(mask) = header.mask.take() {
+            unmask(&mut buf[start..], mask);
+        }
+        if fragment {
+            let fragments = self
+                .fragments
+                .as_mut()
+                .expect("a message being reassembled");
+            fragments.data = buf;
+            (header, Body::Appended)
+        } else {
+            (header, Body::Bytes(Bytes::from(buf)))
+        }
+    }
+
+    /// For a large fragment of a message (the first or a continuation), the message's
+    /// reassembly buffer to read it into, once the message limit allows it.
+    fn fragment_buffer(&mut self, len: usize) -> Result<Option<Vec<u8>>> {
+        let (header, _) = self.header.as_ref().expect("a frame header");
+        let fragments = match (header.opcode, &mut self.fragments) {
+            (OpCode::Data(Data::Continue), Some(fragments)) => fragments,
+            (OpCode::Data(data @ (Data::Text | Data::Binary)), None) if !header.is_final => {
+                // Room for a few fragments of this size up front: fewer reallocations, and
+                // memory is committed only as bytes arrive.
+                let room = len.saturating_mul(4).min(self.limits.max_message);
+                self.fragments.insert(Fragments {
+                    text: data == Data::Text,
+                    data: Vec::with_capacity(room),
+                    checked: 0,
+                })
+            }
+            _ => return Ok(None),
+        };
+        too_long(
+            fragments.data.len().saturating_add(len),
+            self.limits.max_message,
+        )?;
+        Ok(Some(std::mem::take(&mut fragments.data)))
     }
 
     /// Reads up to `read_buffer` bytes into `input` (through the thread's scratch buffer,
@@ -519,7 +604,8 @@ impl Large {
     /// most doubling), so that a header alone commits no memory.
     fn read(&mut self, stream: &mut impl Read, len: usize) -> io::Result<usize> {
         if self.buf.len() == self.filled {
-            let target = len.min((self.filled * 2).max(64 * 1024));
+            let end = self.start + len;
+            let target = end.min((self.filled * 2).max(self.start + 64 * 1024));
             self.buf.resize(target, 0);
         }
         let n = stream.read(&mut self.buf[self.filled..])?;
@@ -539,6 +625,11 @@ impl Fragments {
             }));
         }
         self.data.extend_from_slice(tail);
+        self.check_text()
+    }
+
+    /// Text: checks the bytes appended since the last check (failing fast on bad UTF-8).
+    fn check_text(&mut self) -> Result<()> {
         if self.text {
             match std::str::from_utf8(&self.data[self.checked..]) {
                 Ok(_) => self.checked = self.data.len(),

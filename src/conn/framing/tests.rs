@@ -150,6 +150,62 @@ fn a_large_payload_is_read_into_its_own_buffer_with_large_reads() {
 }
 
 #[test]
+fn large_fragments_are_read_straight_into_the_message() {
+    // The default limits: 16 KiB frames, 64 KiB messages, 4 KiB reads.
+    let text: String = "añb€".repeat(64 * 1024 / 7);
+    let bytes = text.as_bytes();
+    let chunks: Vec<&[u8]> = bytes.chunks(16 * 1024).collect();
+    let mut input = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let opcode = if i == 0 { 1 } else { 0 };
+        input.extend(frame(i == chunks.len() - 1, opcode, chunk));
+    }
+    let mut ws = framing();
+    let mut stream = Stream::new(input, usize::MAX);
+    assert_eq!(
+        ws.read(&mut stream).unwrap(),
+        Message::Text(text.as_str().into())
+    );
+    // Per fragment: one 4 KiB read (header and start), one for the rest of its payload.
+    assert!(stream.asked.len() <= 2 * chunks.len(), "{:?}", stream.asked);
+    assert_eq!(ws.held(), 0);
+}
+
+#[test]
+fn a_fragment_over_the_message_limit_fails_before_its_payload_is_read() {
+    let mut input = Vec::new();
+    for i in 0..4 {
+        input.extend(frame(false, if i == 0 { 2 } else { 0 }, &[7; 16 * 1024]));
+    }
+    let before = input.len();
+    input.extend(frame(true, 0, &[7; 16 * 1024]));
+    let mut ws = framing();
+    let mut stream = Stream::new(input, usize::MAX);
+    assert!(matches!(
+        ws.read(&mut stream),
+        Err(Error::Capacity(CapacityError::MessageTooLong { .. }))
+    ));
+    assert!(stream.at <= before + 4096, "read {} of {before}", stream.at);
+}
+
+#[test]
+fn invalid_utf8_in_a_large_fragment_fails_at_that_fragment() {
+    let mut input = frame(false, 1, &[b'a'; 8 * 1024]);
+    let mut bad = vec![b'b'; 8 * 1024];
+    bad[100] = 0xff;
+    input.extend(frame(false, 0, &bad));
+    input.extend(frame(true, 0, &[b'c'; 8 * 1024]));
+    let mut ws = framing();
+    let mut stream = Stream::new(input, 6 * 1024);
+    let mut result = ws.read(&mut stream);
+    while matches!(&result, Err(e) if would_block(e)) && stream.at < stream.input.len() {
+        result = ws.read(&mut stream);
+    }
+    assert!(matches!(result, Err(Error::Utf8(_))), "{result:?}");
+    assert!(stream.at < 3 * 8 * 1024, "failed before the last fragment");
+}
+
+#[test]
 fn a_large_header_alone_commits_at_most_64_kib() {
     let config = WebSocketConfig::default()
         .max_frame_size(16 << 20)
