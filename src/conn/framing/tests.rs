@@ -400,7 +400,7 @@ fn unmask_matches_the_bytewise_definition_at_every_length_and_offset() {
     for len in 0..40 {
         let data: Vec<u8> = (0..len as u8).collect();
         let mut fast = data.clone();
-        super::unmask(&mut fast, mask);
+        super::input::unmask(&mut fast, mask);
         let slow: Vec<u8> = data
             .iter()
             .enumerate()

@@ -1,0 +1,260 @@
+//! Received bytes to frames: small reads land in one per-thread scratch buffer and only the
+//! bytes received are kept (released once parsed); a payload larger than a read is read
+//! straight into a buffer of its own, or into its message's reassembly buffer.
+
+use std::cell::RefCell;
+use std::io::{self, Cursor, Read};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tungstenite::error::{CapacityError, Error, ProtocolError, Result};
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
+
+use super::fragments::{too_long, Fragments};
+use super::{Limits, MAX_HEADER};
+
+thread_local! {
+    /// Where reads of small frames land before their bytes are kept.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The first allocation for a large payload; it at most doubles as bytes arrive.
+const LARGE_FIRST: usize = 64 * 1024;
+
+#[derive(Default)]
+pub(super) struct Input {
+    /// Received bytes not parsed yet; holds no allocation when empty.
+    buf: BytesMut,
+    /// The header of the frame whose payload is being read, and the payload's length.
+    header: Option<(FrameHeader, usize)>,
+    large: Option<Large>,
+}
+
+/// A payload larger than a read, being read into a buffer of its own.
+struct Large {
+    /// The payload goes to `buf[start..start + len]`: `start` is 0 for a payload of its
+    /// own, the bytes already reassembled for a fragment of a message.
+    buf: Vec<u8>,
+    start: usize,
+    filled: usize,
+    /// The buffer is the message's reassembly buffer (it goes back there when complete).
+    fragment: bool,
+}
+
+/// A frame's payload as read.
+pub(super) enum Body {
+    Bytes(Bytes),
+    /// Appended to the message's reassembly buffer.
+    Appended,
+}
+
+impl Input {
+    pub(super) fn new(read_ahead: &[u8]) -> Self {
+        Input {
+            buf: BytesMut::from(read_ahead),
+            ..Input::default()
+        }
+    }
+
+    /// Bytes of buffer held.
+    pub(super) fn held(&self) -> usize {
+        self.buf.capacity() + self.large.as_ref().map_or(0, |l| l.buf.capacity())
+    }
+
+    pub(super) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete frame (payload unmasked); `None` at the end of the stream,
+    /// `WouldBlock` (as `Error::Io`) while it is incomplete.
+    pub(super) fn next_frame(
+        &mut self,
+        stream: &mut impl Read,
+        limits: &Limits,
+        fragments: &mut Option<Fragments>,
+    ) -> Result<Option<(FrameHeader, Body)>> {
+        loop {
+            if self.header.is_none() {
+                self.parse_header(limits)?;
+            }
+            if let Some((_, len)) = self.header {
+                if let Some(large) = &mut self.large {
+                    if large.filled == large.start + len {
+                        return Ok(Some(self.finish_large(fragments)));
+                    }
+                    if large.read(stream, len)? == 0 {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+                if self.buf.len() == len {
+                    // The usual case: the read brought one frame; its buffer becomes the
+                    // payload (no split, no copy).
+                    let payload = std::mem::take(&mut self.buf);
+                    return Ok(Some(self.finish(payload)));
+                }
+                if self.buf.len() > len {
+                    let payload = self.buf.split_to(len);
+                    return Ok(Some(self.finish(payload)));
+                }
+                if len > limits.read_buffer {
+                    // Too large for a read: read straight into a buffer of its own, or into
+                    // the message's reassembly buffer for a fragment.
+                    let (mut buf, fragment) = match self.fragment_buffer(len, limits, fragments)? {
+                        Some(buf) => (buf, true),
+                        None => (Vec::new(), false),
+                    };
+                    let start = buf.len();
+                    buf.extend_from_slice(&self.buf);
+                    self.buf = BytesMut::new();
+                    self.large = Some(Large {
+                        filled: buf.len(),
+                        buf,
+                        start,
+                        fragment,
+                    });
+                    continue;
+                }
+            }
+            if self.fill(stream, limits.read_buffer)? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Parses the next frame header out of `buf` (if complete) and checks it.
+    fn parse_header(&mut self, limits: &Limits) -> Result<()> {
+        let mut cursor = Cursor::new(&self.buf[..]);
+        let Some((header, len)) = FrameHeader::parse(&mut cursor)? else {
+            return Ok(());
+        };
+        let used = cursor.position() as usize;
+        self.buf.advance(used);
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+        if len > limits.max_frame as u64 {
+            return Err(Error::Capacity(CapacityError::MessageTooLong {
+                size: usize::try_from(len).unwrap_or(usize::MAX),
+                max_size: limits.max_frame,
+            }));
+        }
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return Err(Error::Protocol(ProtocolError::NonZeroReservedBits));
+        }
+        if header.mask.is_none() {
+            return Err(Error::Protocol(ProtocolError::UnmaskedFrameFromClient));
+        }
+        if let OpCode::Control(_) = header.opcode {
+            if !header.is_final {
+                return Err(Error::Protocol(ProtocolError::FragmentedControlFrame));
+            }
+            if len > 125 {
+                return Err(Error::Protocol(ProtocolError::ControlFrameTooBig));
+            }
+        }
+        self.header = Some((header, len as usize));
+        Ok(())
+    }
+
+    /// Unmasks the payload of the frame just read and hands it over.
+    fn finish<P: AsMut<[u8]> + Into<Bytes>>(&mut self, mut payload: P) -> (FrameHeader, Body) {
+        let (mut header, _) = self.header.take().expect("a frame header");
+        if let Some(mask) = header.mask.take() {
+            unmask(payload.as_mut(), mask);
+        }
+        (header, Body::Bytes(payload.into()))
+    }
+
+    /// The large payload just read, unmasked.
+    fn finish_large(&mut self, fragments: &mut Option<Fragments>) -> (FrameHeader, Body) {
+        let Large {
+            mut buf,
+            start,
+            fragment,
+            ..
+        } = self.large.take().expect("a large payload");
+        let (mut header, _) = self.header.take().expect("a frame header");
+        if let Some(mask) = header.mask.take() {
+            unmask(&mut buf[start..], mask);
+        }
+        if fragment {
+            let fragments = fragments.as_mut().expect("a message being reassembled");
+            fragments.data = buf;
+            (header, Body::Appended)
+        } else {
+            (header, Body::Bytes(Bytes::from(buf)))
+        }
+    }
+
+    /// For a large fragment of a message (the first or a continuation), the message's
+    /// reassembly buffer to read it into, once the message limit allows it.
+    fn fragment_buffer(
+        &mut self,
+        len: usize,
+        limits: &Limits,
+        fragments: &mut Option<Fragments>,
+    ) -> Result<Option<Vec<u8>>> {
+        let (header, _) = self.header.as_ref().expect("a frame header");
+        let fragments = match (header.opcode, fragments) {
+            (OpCode::Data(Data::Continue), Some(fragments)) => fragments,
+            (OpCode::Data(data @ (Data::Text | Data::Binary)), slot @ None) if !header.is_final => {
+                // Room for a few fragments of this size up front: fewer reallocations, and
+                // memory is committed only as bytes arrive.
+                let room = len.saturating_mul(4).min(limits.max_message);
+                slot.insert(Fragments::new(data == Data::Text, room))
+            }
+            _ => return Ok(None),
+        };
+        too_long(fragments.data.len().saturating_add(len), limits.max_message)?;
+        Ok(Some(std::mem::take(&mut fragments.data)))
+    }
+
+    /// Reads up to `read_buffer` bytes into `buf` (through the thread's scratch buffer, so
+    /// that only the bytes received are allocated).
+    fn fill(&mut self, stream: &mut impl Read, read_buffer: usize) -> io::Result<usize> {
+        let want = read_buffer.max(MAX_HEADER);
+        SCRATCH.with_borrow_mut(|scratch| {
+            if scratch.len() < want {
+                scratch.resize(want, 0);
+            }
+            let n = stream.read(&mut scratch[..want])?;
+            if self.buf.is_empty() {
+                self.buf = BytesMut::from(&scratch[..n]);
+            } else {
+                self.buf.extend_from_slice(&scratch[..n]);
+            }
+            Ok(n)
+        })
+    }
+}
+
+impl Large {
+    /// Reads more of a `len`-byte payload, growing the buffer with the bytes received (at
+    /// most doubling), so that a header alone commits little memory.
+    fn read(&mut self, stream: &mut impl Read, len: usize) -> io::Result<usize> {
+        if self.buf.len() == self.filled {
+            let end = self.start + len;
+            let target = end.min((self.filled * 2).max(self.start + LARGE_FIRST));
+            self.buf.resize(target, 0);
+        }
+        let n = stream.read(&mut self.buf[self.filled..])?;
+        self.filled += n;
+        Ok(n)
+    }
+}
+
+/// XORs `buf` with the 4-byte `mask`, eight bytes at a time.
+pub(super) fn unmask(buf: &mut [u8], mask: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let word = u64::from_ne_bytes(chunk.try_into().expect("8 bytes")) ^ wide;
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= mask[i & 3];
+    }
+}
