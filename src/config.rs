@@ -170,7 +170,10 @@ impl WebSocketConfig {
         self.max_message_size
     }
 
-    /// Read buffer per connection (grows only up to the frame being read). Default 4 KiB.
+    /// Bytes asked of the socket per read. Nothing is held while a connection is idle: a
+    /// read lands in one per-thread buffer of this size and only the bytes received are
+    /// kept until parsed; a payload larger than this is read straight into a buffer of its
+    /// own. Default 4 KiB.
     pub fn get_read_buffer_size(&self) -> usize {
         self.read_buffer_size
     }
