@@ -1,6 +1,7 @@
 //! Received bytes to frames: small reads land in one per-thread scratch buffer and only the
 //! bytes received are kept (released once parsed); a payload larger than a read is read
-//! straight into a buffer of its own, or into its message's reassembly buffer.
+//! straight into a buffer of its own, or into its message's reassembly buffer, once half a
+//! read of it arrived (so a header alone commits only the bytes sent).
 
 use std::cell::RefCell;
 use std::io::{self, Cursor, Read};
@@ -97,9 +98,10 @@ impl Input {
                     let payload = self.buf.split_to(len);
                     return Ok(Some(self.finish(payload)));
                 }
-                if len > limits.read_buffer {
+                if len > limits.read_buffer && self.buf.len() >= limits.read_buffer / 2 {
                     // Too large for a read: read straight into a buffer of its own, or into
-                    // the message's reassembly buffer for a fragment.
+                    // the message's reassembly buffer for a fragment. Only once half a read
+                    // of its payload came in: a header alone commits no large buffer.
                     let (mut buf, fragment) = match self.fragment_buffer(len, limits, fragments)? {
                         Some(buf) => (buf, true),
                         None => (Vec::new(), false),
@@ -199,9 +201,12 @@ impl Input {
         let fragments = match (header.opcode, fragments) {
             (OpCode::Data(Data::Continue), Some(fragments)) => fragments,
             (OpCode::Data(data @ (Data::Text | Data::Binary)), slot @ None) if !header.is_final => {
-                // Room for a few fragments of this size up front: fewer reallocations, and
+                // Room for a few fragments of this size up front (fewer reallocations);
                 // memory is committed only as bytes arrive.
-                let room = len.saturating_mul(4).min(limits.max_message);
+                let room = len
+                    .saturating_mul(4)
+                    .min(4 * LARGE_FIRST)
+                    .min(limits.max_message);
                 slot.insert(Fragments::new(data == Data::Text, room))
             }
             _ => return Ok(None),

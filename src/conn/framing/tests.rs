@@ -206,16 +206,26 @@ fn invalid_utf8_in_a_large_fragment_fails_at_that_fragment() {
 }
 
 #[test]
-fn a_large_header_alone_commits_at_most_64_kib() {
+fn a_large_header_commits_only_the_bytes_sent_until_half_a_read_arrived() {
     let config = WebSocketConfig::default()
         .max_frame_size(16 << 20)
         .max_message_size(16 << 20);
-    let mut ws = Framing::new(&[], &config);
-    let mut input = frame(true, 2, &vec![0; 16 << 20]);
-    input.truncate(14 + 100);
-    let mut stream = Stream::new(input, usize::MAX);
-    assert!(would_block(&ws.read(&mut stream).unwrap_err()));
-    assert!(ws.held() <= 64 * 1024, "{}", ws.held());
+    for first in [true, false] {
+        // A whole frame, or the first fragment of a message.
+        let mut ws = Framing::new(&[], &config);
+        let mut input = frame(first, 2, &vec![0; 16 << 20]);
+        input.truncate(14 + 100);
+        let mut stream = Stream::new(input, usize::MAX);
+        assert!(would_block(&ws.read(&mut stream).unwrap_err()));
+        assert!(ws.held() <= 1024, "{}", ws.held());
+        // Half a read of payload: now a buffer of its own, growing with what arrives.
+        let mut ws = Framing::new(&[], &config);
+        let mut input = frame(first, 2, &vec![0; 16 << 20]);
+        input.truncate(14 + 4000);
+        let mut stream = Stream::new(input, usize::MAX);
+        assert!(would_block(&ws.read(&mut stream).unwrap_err()));
+        assert!(ws.held() <= 4 * 64 * 1024, "{}", ws.held());
+    }
 }
 
 #[test]
