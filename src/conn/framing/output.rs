@@ -55,7 +55,7 @@ impl Output {
 
     /// Bytes of buffer held.
     pub(super) fn held(&self) -> usize {
-        self.buf.capacity()
+        self.buf.capacity() + self.parts.capacity() * std::mem::size_of::<Part>()
     }
 
     /// Appends a frame: `header` (already encoded) and its payload.
@@ -151,6 +151,9 @@ impl Output {
     fn release(&mut self) {
         let mut buf = std::mem::take(&mut self.buf);
         self.sent = 0;
+        if self.parts.capacity() > 0 {
+            self.parts = VecDeque::new();
+        }
         if buf.capacity() > 0 && buf.capacity() <= SPARE_MAX {
             buf.clear();
             SPARE.with_borrow_mut(|spare| {
