@@ -10,12 +10,21 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use futures_lite::future::poll_fn;
 
 use crate::sync::lock;
 
 type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// How long a turn polls tasks before it returns to the caller's `block_on`, which then
+/// collects I/O events itself. With longer turns (hundreds of ready connections) async-io's
+/// helper thread, which takes over the reactor when it sees no reactor turn for 50 µs,
+/// becomes the one waiting for events, and every batch of them a hand-off between two
+/// threads (BENCHMARKS.md, 2026-12-01). Much shorter turns cost a reactor turn (five
+/// syscalls) per few messages.
+const TURN: Duration = Duration::from_micros(200);
 
 /// Futures spawned with [`Tasks::spawn`] run while [`Tasks::run`] is awaited.
 pub(crate) struct Tasks<'a> {
@@ -98,8 +107,9 @@ impl<'a> Tasks<'a> {
         .await
     }
 
-    /// One turn: admit spawned tasks, then poll each task that was ready when the turn
-    /// began, once. Tasks woken during the turn wait for the next one (fairness).
+    /// One turn: admit spawned tasks, then poll the tasks that were ready when the batch
+    /// began, once each, for at most [`TURN`]; the rest of the batch goes first next turn.
+    /// Tasks woken meanwhile wait for the next batch (fairness).
     fn turn(&self, cx: &mut Context<'_>) {
         {
             let mut run = lock(&self.wakeups.run);
@@ -124,8 +134,11 @@ impl<'a> Tasks<'a> {
             lock(&self.wakeups.ready).push_back(slot);
         }
         let mut batch = self.batch.borrow_mut();
-        std::mem::swap(&mut *batch, &mut *lock(&self.wakeups.ready));
-        for slot in batch.drain(..) {
+        if batch.is_empty() {
+            std::mem::swap(&mut *batch, &mut *lock(&self.wakeups.ready));
+        }
+        let started = Instant::now();
+        while let Some(slot) = batch.pop_front() {
             // Take the task out so that it can spawn (or be woken) while it runs.
             let taken = self
                 .slots
@@ -148,8 +161,14 @@ impl<'a> Tasks<'a> {
             } else {
                 slots.tasks[slot] = Some(running);
             }
+            if started.elapsed() >= TURN {
+                break;
+            }
         }
-        if !lock(&self.wakeups.ready).is_empty() || !self.incoming.borrow().is_empty() {
+        if !batch.is_empty()
+            || !lock(&self.wakeups.ready).is_empty()
+            || !self.incoming.borrow().is_empty()
+        {
             cx.waker().wake_by_ref();
         }
     }
@@ -300,6 +319,50 @@ mod tests {
         waker.wake();
         turn(&tasks, &run_waker);
         assert_eq!(polls.get(), 2);
+    }
+
+    /// Takes `busy` of CPU time at each poll, records its number in `order`, wakes itself.
+    struct Busy {
+        id: usize,
+        busy: Duration,
+        order: Rc<RefCell<Vec<usize>>>,
+    }
+
+    impl Future for Busy {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let started = Instant::now();
+            while started.elapsed() < self.busy {}
+            self.order.borrow_mut().push(self.id);
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn a_long_turn_returns_to_the_caller_and_the_rest_of_its_batch_goes_first() {
+        let tasks = Tasks::new();
+        let order = Rc::new(RefCell::new(Vec::new()));
+        for id in 0..6 {
+            tasks.spawn(Busy {
+                id,
+                busy: TURN / 2,
+                order: Rc::clone(&order),
+            });
+        }
+        let run = Arc::new(CountingWaker::default());
+        let run_waker = Waker::from(Arc::clone(&run));
+        turn(&tasks, &run_waker);
+        // Stopped once `TURN` had passed (after two tasks at half a turn each, or fewer on a
+        // busy machine), the runner woken to go on.
+        let first = order.borrow().len();
+        assert!((1..6).contains(&first), "{first} tasks in one turn");
+        assert!(run.0.load(Ordering::SeqCst) >= 1);
+        // The rest of the first batch is polled before the tasks that woke themselves.
+        while order.borrow().len() < 6 {
+            turn(&tasks, &run_waker);
+        }
+        assert_eq!(order.borrow()[..6], [0, 1, 2, 3, 4, 5]);
     }
 
     #[test]
