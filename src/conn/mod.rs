@@ -1,9 +1,9 @@
 //! The connection driver behind [`WebSocket`](crate::WebSocket).
 //!
-//! RFC 6455 framing is [`Framing`] (sans-I/O, buffers released while idle); this module drives
-//! it over any `AsyncRead + AsyncWrite` stream. Writes are batched: a `send` made while more requests are
-//! already buffered is not flushed until the buffered input is consumed, so a burst of
-//! pipelined requests costs one read and one write syscall. Pings, the idle timeout, a
+//! RFC 6455 framing is [`Framing`] (sans-I/O, buffers released while idle); this module
+//! drives it over any `AsyncRead + AsyncWrite` stream. Writes are batched: a `send` made while
+//! more requests are already buffered is not flushed until the buffered input is consumed, so
+//! a burst of pipelined requests costs one read and one write syscall. Pings, the idle timeout, a
 //! fairness budget and the close codes of protocol errors are handled here too.
 
 mod close;
@@ -76,7 +76,8 @@ pub(crate) struct Conn {
     read_left: usize,
     /// The peer sent bytes since the last check (for the idle timeout).
     heard: bool,
-    /// The last read emptied the socket: wait for readiness before reading again.
+    /// Non-zero once a read emptied the socket: wait for readiness before reading again
+    /// (counts the polls that found none; see `Live`).
     drained: u8,
     /// A send through the `Sink` (on its own task, after `split`) waits for the socket to
     /// take its bytes and flushes them itself: reads do not register for writing meanwhile,

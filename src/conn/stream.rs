@@ -1,4 +1,7 @@
-//! The byte stream under a connection, as tungstenite's blocking `Read`/`Write` for one poll.
+//! The byte stream under a connection, as the blocking `Read`/`Write` that [`Framing`]
+//! drives, for one poll.
+//!
+//! [`Framing`]: super::Framing
 
 use std::io::{self, IoSlice, Read, Write};
 use std::pin::Pin;

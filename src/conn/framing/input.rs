@@ -12,7 +12,7 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 
 use super::fragments::{too_long, Fragments};
-use super::{Limits, MAX_HEADER};
+use super::Limits;
 
 thread_local! {
     /// Where reads of small frames land before their bytes are kept.
@@ -215,10 +215,10 @@ impl Input {
         Ok(Some(std::mem::take(&mut fragments.data)))
     }
 
-    /// Reads up to `read_buffer` bytes into `buf` (through the thread's scratch buffer, so
-    /// that only the bytes received are allocated).
-    fn fill(&mut self, stream: &mut impl Read, read_buffer: usize) -> io::Result<usize> {
-        let want = read_buffer.max(MAX_HEADER);
+    /// Reads up to `want` bytes (at least a frame header, see `Limits::read_buffer`) into
+    /// `buf`, through the thread's scratch buffer, so that only the bytes received are
+    /// allocated.
+    fn fill(&mut self, stream: &mut impl Read, want: usize) -> io::Result<usize> {
         SCRATCH.with_borrow_mut(|scratch| {
             if scratch.len() < want {
                 scratch.resize(want, 0);

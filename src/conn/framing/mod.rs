@@ -52,7 +52,8 @@ impl State {
 /// The limits a connection frames under.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
-    /// Bytes asked of the stream per read while no large payload is being read.
+    /// Bytes asked of the stream per read while no large payload is being read (at least
+    /// `MAX_HEADER`).
     read_buffer: usize,
     /// Largest accepted frame payload.
     max_frame: usize,
