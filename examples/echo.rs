@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server_config = ServerConfig::default()
         .host(&host)
         .max_connections(max_connections);
-    smol::block_on(async {
+    nestforge_edge::block_on(async {
         let server = NestForgeFactory::<AppModule>::create()?
             .with_websocket_gateway_config(Echo, config)
             .with_server_config(server_config)

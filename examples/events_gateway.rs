@@ -120,7 +120,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3002);
-    smol::block_on(async {
+    nestforge_edge::block_on(async {
         let server = NestForgeFactory::<AppModule>::create()?
             .with_websocket_gateway(EventsGateway)
             .with_server_config(

@@ -187,7 +187,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let registry = registry(&instance, &serve);
     let _ = SETUP.set((instance.clone(), registry.clone()));
 
-    smol::block_on(async {
+    nestforge_edge::block_on(async {
         let server = NestForgeFactory::<AppModule>::create()?
             .with_mqtt(config, registry)?
             .with_websocket_gateway(Gateway)

@@ -24,7 +24,7 @@ use crate::server::{Mount, Server};
 /// # }
 /// module! { struct AppModule { providers: [] } }
 ///
-/// smol::block_on(async {
+/// nestforge_edge::block_on(async {
 ///     NestForgeFactory::<AppModule>::create()?
 ///         .with_websocket_gateway(EventsGateway)
 ///         .listen(3002)

@@ -20,7 +20,7 @@
 //!
 //! module! { struct AppModule { providers: [] } }
 //!
-//! smol::block_on(async {
+//! nestforge_edge::block_on(async {
 //!     NestForgeFactory::<AppModule>::create()?.with_websocket_gateway(Echo).listen(9001).await
 //! })?;
 //! # Ok::<(), nestforge_edge::Error>(())
@@ -59,6 +59,7 @@ mod pattern_loop;
 mod providers;
 mod push;
 mod registry;
+mod rt;
 mod server;
 mod shutdown;
 mod socket;
@@ -94,6 +95,7 @@ pub use push::{Broadcast, Connections, Overflow, PushError};
 pub use registry::{
     handle_websocket_microservice_message, MicroserviceRegistry, MicroserviceRegistryBuilder,
 };
+pub use rt::block_on;
 pub use server::Server;
 pub use shutdown::ShutdownHandle;
 pub use socket::WebSocket;

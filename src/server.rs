@@ -7,7 +7,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_io::{Async, Timer};
+use async_io::Timer;
 use event_listener::Event;
 use futures_lite::future::{or, poll_fn};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
@@ -28,7 +28,7 @@ use crate::socket::{Home, WebSocket};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::sync::lock;
 use crate::tasks::{OwnWakeups, Tasks};
-use crate::tcp::Tcp;
+use crate::tcp::Acceptor;
 use crate::upgrade::{self, Rejection, Status, UpgradeRequest};
 
 pub(crate) struct Mount {
@@ -92,8 +92,8 @@ impl Server {
     /// Serves `listener` until shutdown, then closes every connection (Close 1001) and
     /// returns once they are closed or `shutdown_timeout` has passed.
     pub async fn serve(&self, listener: TcpListener) -> Result<()> {
-        let listener = Async::new(listener)?;
-        let local = listener.get_ref().local_addr().ok();
+        let listener = Acceptor::new(listener)?;
+        let local = listener.local_addr().ok();
         for mount in &self.shared.mounts {
             mount.gateway.on_init(local);
         }
@@ -106,7 +106,7 @@ impl Server {
         // connection's wake-up, async-io's `accept` would try `accept4` and re-register the
         // listener each time.
         let accepting = OwnWakeups::new(async {
-            let listener = listener;
+            let mut listener = listener;
             loop {
                 let accept = async { Some(listener.accept().await) };
                 let stop = async {
@@ -115,10 +115,7 @@ impl Server {
                 };
                 match or(accept, stop).await {
                     None => break,
-                    Some(Ok((stream, peer))) => {
-                        let _ = stream.get_ref().set_nodelay(true);
-                        tasks.spawn(self.serve_io(Box::new(Tcp(stream)), Some(peer)));
-                    }
+                    Some(Ok((stream, peer))) => tasks.spawn(self.serve_io(stream, Some(peer))),
                     Some(Err(e)) => {
                         // Out of descriptors or a connection reset while queued: back off.
                         event!(warn, "accept failed: {e}");

@@ -2,7 +2,7 @@
 //! does not: the close handshake and HTTP rejections rely on the peer seeing EOF.
 
 use std::io;
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -68,5 +68,50 @@ impl Io for Tcp {
 
     fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.0.poll_readable(cx)
+    }
+}
+
+/// The listener of a `serve` call: on the run loop's own reactor inside
+/// [`block_on`](crate::block_on), on async-io's under any other executor.
+#[derive(Debug)]
+pub(crate) enum Acceptor {
+    Async(Async<TcpListener>),
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Edge(crate::rt::EdgeListener),
+}
+
+impl Acceptor {
+    pub(crate) fn new(listener: TcpListener) -> io::Result<Self> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(reactor) = crate::rt::current() {
+            return Ok(Acceptor::Edge(crate::rt::EdgeListener::new(
+                reactor, listener,
+            )?));
+        }
+        Ok(Acceptor::Async(Async::new(listener)?))
+    }
+
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Acceptor::Async(listener) => listener.get_ref().local_addr(),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Acceptor::Edge(listener) => listener.local_addr(),
+        }
+    }
+
+    /// The next connection, with `TCP_NODELAY` set.
+    pub(crate) async fn accept(&mut self) -> io::Result<(Box<dyn Io>, SocketAddr)> {
+        match self {
+            Acceptor::Async(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                let _ = stream.get_ref().set_nodelay(true);
+                Ok((Box::new(Tcp(stream)), peer))
+            }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Acceptor::Edge(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                Ok((Box::new(stream), peer))
+            }
+        }
     }
 }

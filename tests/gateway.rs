@@ -568,6 +568,11 @@ fn on_executor(run: fn(Server, std::net::TcpListener)) {
 }
 
 #[test]
+fn runs_under_the_crates_block_on() {
+    on_executor(|server, listener| nestforge_edge::block_on(server.serve(listener)).unwrap());
+}
+
+#[test]
 fn runs_under_smol_block_on() {
     on_executor(|server, listener| smol::block_on(server.serve(listener)).unwrap());
 }

@@ -151,7 +151,7 @@ pub fn start_gateway(conns: usize) -> Result<Running, Box<dyn std::error::Error>
         .into_server()?;
     let handle: ShutdownHandle = server.shutdown_handle();
     let (addr, thread) = spawn_server("gateway", move |listener| {
-        if let Err(e) = smol::block_on(server.serve(listener)) {
+        if let Err(e) = nestforge_edge::block_on(server.serve(listener)) {
             eprintln!("warning: gateway stopped with {e}");
         }
     })?;

@@ -76,13 +76,22 @@ impl Drop for Running {
     }
 }
 
-/// Serves `server` on 127.0.0.1:0 on a new thread (under `smol::block_on`).
+/// Serves `server` on 127.0.0.1:0 on a new thread, under `nestforge_edge::block_on` (the
+/// run loop with its own epoll), or under `smol::block_on` (async-io's reactor) when
+/// `NESTFORGE_EDGE_TEST_EXECUTOR=smol` (CI runs the loopback suites both ways).
 pub fn spawn(server: Server) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = server.shutdown_handle();
     let s = server.clone();
-    let thread = std::thread::spawn(move || smol::block_on(s.serve(listener)).unwrap());
+    let smol = std::env::var("NESTFORGE_EDGE_TEST_EXECUTOR").is_ok_and(|v| v == "smol");
+    let thread = std::thread::spawn(move || {
+        if smol {
+            smol::block_on(s.serve(listener)).unwrap()
+        } else {
+            nestforge_edge::block_on(s.serve(listener)).unwrap()
+        }
+    });
     Running {
         addr,
         server,

@@ -1,0 +1,354 @@
+//! The epoll reactor (sockets registered once, edge-triggered) and the run loop around it.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use rustix::event::epoll::{self, EventData, EventFlags};
+use rustix::event::{eventfd, EventfdFlags, Timespec};
+
+use crate::log::event;
+use crate::sync::lock;
+
+/// The key of the loop's own eventfd.
+const WAKE: u64 = u64::MAX;
+
+/// Events taken per `epoll_wait` (more are left for the next one).
+const EVENTS: usize = 256;
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Reactor>>> = const { RefCell::new(None) };
+}
+
+/// An epoll instance and the sources registered in it.
+pub(crate) struct Reactor {
+    epoll: OwnedFd,
+    notify: Arc<Notify>,
+    slab: Arc<Mutex<Slab>>,
+    events: RefCell<Vec<epoll::Event>>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+#[derive(Debug, Default)]
+struct Slab {
+    entries: Vec<Option<Arc<Source>>>,
+    free: Vec<usize>,
+}
+
+/// What the reactor knows about one file descriptor.
+#[derive(Debug, Default)]
+struct Source(Mutex<Readiness>);
+
+#[derive(Debug, Default)]
+struct Readiness {
+    ready: [bool; 2],
+    /// Counts events per direction: a `WouldBlock` clears readiness only if no event came
+    /// since the attempt began.
+    ticks: [u32; 2],
+    wakers: [Option<Waker>; 2],
+}
+
+/// A direction of readiness.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Dir {
+    Read = 0,
+    Write = 1,
+}
+
+impl Reactor {
+    fn new(notify: Arc<Notify>) -> io::Result<Self> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        epoll::add(
+            &epoll,
+            &notify.fd,
+            EventData::new_u64(WAKE),
+            EventFlags::IN | EventFlags::ET,
+        )?;
+        Ok(Reactor {
+            epoll,
+            notify,
+            slab: Arc::default(),
+            events: RefCell::new(Vec::with_capacity(EVENTS)),
+            wakers: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// The reactor of the [`Loop`] running on this thread.
+    pub(crate) fn current() -> Option<Rc<Reactor>> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+
+    /// Registers `fd` for both directions, edge-triggered, until the registration drops.
+    /// Both directions start ready (the first attempt tells).
+    pub(crate) fn register(&self, fd: impl AsFd) -> io::Result<Registration> {
+        let source = Arc::new(Source(Mutex::new(Readiness {
+            ready: [true; 2],
+            ..Readiness::default()
+        })));
+        let slot = {
+            let mut slab = lock(&self.slab);
+            let slot = slab.free.pop().unwrap_or(slab.entries.len());
+            match slab.entries.get_mut(slot) {
+                Some(entry) => *entry = Some(Arc::clone(&source)),
+                None => slab.entries.push(Some(Arc::clone(&source))),
+            }
+            slot
+        };
+        let registration = Registration {
+            source,
+            slot,
+            slab: Arc::clone(&self.slab),
+            seen: [0; 2],
+        };
+        let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
+        epoll::add(&self.epoll, fd, EventData::new_u64(slot as u64), flags)?;
+        Ok(registration)
+    }
+
+    /// Waits for events (not at all unless `block`), clears `parked`, and wakes the tasks
+    /// waiting for them.
+    fn wait(&self, block: bool) -> io::Result<()> {
+        let mut events = self.events.borrow_mut();
+        events.clear();
+        let zero = Timespec::default();
+        match epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(&mut *events),
+            (!block).then_some(&zero),
+        ) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Awake: the wake-ups below are this thread's own.
+        self.notify.parked.store(false, SeqCst);
+        let mut wakers = self.wakers.borrow_mut();
+        {
+            let slab = lock(&self.slab);
+            for event in events.iter() {
+                let (key, flags) = (event.data.u64(), event.flags);
+                if key == WAKE {
+                    self.notify.clear();
+                    continue;
+                }
+                // A slot freed since (the socket dropped on another thread) has no source.
+                let Some(Some(source)) = slab.entries.get(key as usize) else {
+                    continue;
+                };
+                let mut state = lock(&source.0);
+                let closed = EventFlags::HUP | EventFlags::ERR;
+                if flags.intersects(EventFlags::IN | EventFlags::PRI | EventFlags::RDHUP | closed) {
+                    state.set_ready(Dir::Read, &mut wakers);
+                }
+                if flags.intersects(EventFlags::OUT | closed) {
+                    state.set_ready(Dir::Write, &mut wakers);
+                }
+            }
+        }
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor")
+            .field("epoll", &self.epoll)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Readiness {
+    fn set_ready(&mut self, dir: Dir, wakers: &mut Vec<Waker>) {
+        let d = dir as usize;
+        self.ready[d] = true;
+        self.ticks[d] = self.ticks[d].wrapping_add(1);
+        if let Some(waker) = &self.wakers[d] {
+            wakers.push(waker.clone());
+        }
+    }
+
+    fn park(&mut self, dir: Dir, cx: &Context<'_>) {
+        let slot = &mut self.wakers[dir as usize];
+        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *slot = Some(cx.waker().clone());
+        }
+    }
+}
+
+/// One file descriptor's registration (the descriptor itself is owned next to it and must be
+/// closed after it).
+#[derive(Debug)]
+pub(crate) struct Registration {
+    source: Arc<Source>,
+    slot: usize,
+    slab: Arc<Mutex<Slab>>,
+    /// The event count when the last attempt in each direction began.
+    seen: [u32; 2],
+}
+
+impl Registration {
+    /// Runs `attempt` if `dir` may be ready; on `WouldBlock` the direction is marked not ready
+    /// (unless an event came meanwhile: then it tries again) and the task waits for the next
+    /// event.
+    pub(crate) fn poll_io<T>(
+        &mut self,
+        dir: Dir,
+        cx: &Context<'_>,
+        mut attempt: impl FnMut() -> io::Result<T>,
+    ) -> Poll<io::Result<T>> {
+        loop {
+            if self.poll_ready(dir, cx).is_pending() {
+                return Poll::Pending;
+            }
+            match attempt() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.clear(dir, cx) {
+                        return Poll::Pending;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// `Ready` if `dir` may be ready; otherwise the task waits for its next event.
+    pub(crate) fn poll_ready(&mut self, dir: Dir, cx: &Context<'_>) -> Poll<()> {
+        let mut state = lock(&self.source.0);
+        let d = dir as usize;
+        self.seen[d] = state.ticks[d];
+        if state.ready[d] {
+            Poll::Ready(())
+        } else {
+            state.park(dir, cx);
+            Poll::Pending
+        }
+    }
+
+    /// After an attempt that found `dir` exhausted (`WouldBlock`, or a read shorter than its
+    /// buffer): marks it not ready and registers the task's waker, unless an event came since
+    /// the attempt began (`false`: try again).
+    pub(crate) fn clear(&mut self, dir: Dir, cx: &Context<'_>) -> bool {
+        let mut state = lock(&self.source.0);
+        let d = dir as usize;
+        if state.ticks[d] != self.seen[d] {
+            return false;
+        }
+        state.ready[d] = false;
+        state.park(dir, cx);
+        true
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // Closing the descriptor removes it from the epoll set; only the slot is ours.
+        let mut slab = lock(&self.slab);
+        slab.entries[self.slot] = None;
+        slab.free.push(self.slot);
+    }
+}
+
+/// The loop's waker: a flag, and an eventfd written only while the loop sleeps in
+/// `epoll_wait` (wake-ups from the loop's own thread and while it runs cost no syscall).
+#[derive(Debug)]
+struct Notify {
+    fd: OwnedFd,
+    woken: AtomicBool,
+    parked: AtomicBool,
+}
+
+impl Notify {
+    fn clear(&self) {
+        let _ = rustix::io::read(&self.fd, &mut [0; 8]);
+    }
+}
+
+impl Wake for Notify {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.woken.swap(true, SeqCst) && self.parked.load(SeqCst) {
+            let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+        }
+    }
+}
+
+/// Runs `f` with no loop current on this thread (a nested `block_on`), then restores it.
+pub(crate) fn outside<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Rc<Reactor>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|c| *c.borrow_mut() = self.0.take());
+        }
+    }
+    let _restore = Restore(CURRENT.with(|c| c.borrow_mut().take()));
+    f()
+}
+
+/// The run loop of [`block_on`](super::block_on), its reactor current on this thread while
+/// it exists.
+#[derive(Debug)]
+pub(crate) struct Loop {
+    reactor: Rc<Reactor>,
+}
+
+impl Loop {
+    /// A loop for this thread; `None` inside another one (the inner `block_on` then uses
+    /// async-io's, see [`outside`]) or where epoll or eventfd is unavailable (a seccomp
+    /// filter, for one).
+    pub(crate) fn enter() -> Option<Loop> {
+        if Reactor::current().is_some() {
+            return None;
+        }
+        let notify = Arc::new(Notify {
+            fd: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).ok()?,
+            woken: AtomicBool::new(true),
+            parked: AtomicBool::new(false),
+        });
+        let reactor = Rc::new(Reactor::new(notify).ok()?);
+        CURRENT.with(|c| *c.borrow_mut() = Some(Rc::clone(&reactor)));
+        Some(Loop { reactor })
+    }
+
+    pub(crate) fn block_on<F: Future>(self, future: F) -> F::Output {
+        let notify = Arc::clone(&self.reactor.notify);
+        let waker = Waker::from(Arc::clone(&notify));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = pin!(future);
+        loop {
+            if notify.woken.swap(false, SeqCst) {
+                if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                    return output;
+                }
+            }
+            // Sleep only if nothing woke the future meanwhile; a waker that sees `parked`
+            // writes the eventfd, one that does not is seen here.
+            notify.parked.store(true, SeqCst);
+            let block = !notify.woken.load(SeqCst);
+            let waited = self.reactor.wait(block);
+            if let Err(e) = waited {
+                notify.parked.store(false, SeqCst);
+                // Not expected from a valid epoll fd: keep serving, without spinning.
+                event!(warn, "epoll_wait failed: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        CURRENT.with(|c| *c.borrow_mut() = None);
+    }
+}

@@ -1,0 +1,128 @@
+//! TCP listener and stream on the loop's reactor.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use futures_lite::future::poll_fn;
+use futures_lite::{AsyncRead, AsyncWrite};
+
+use super::epoll::{Dir, Reactor, Registration};
+use crate::conn::Io;
+
+/// A listener registered with the loop's reactor; accepted streams are registered too.
+#[derive(Debug)]
+pub(crate) struct EdgeListener {
+    registration: Registration,
+    listener: TcpListener,
+    reactor: Rc<Reactor>,
+}
+
+impl EdgeListener {
+    pub(crate) fn new(reactor: Rc<Reactor>, listener: TcpListener) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Ok(EdgeListener {
+            registration: reactor.register(&listener)?,
+            listener,
+            reactor,
+        })
+    }
+
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The next connection, non-blocking, with `TCP_NODELAY`.
+    pub(crate) async fn accept(&mut self) -> io::Result<(EdgeTcp, SocketAddr)> {
+        let EdgeListener {
+            registration,
+            listener,
+            reactor,
+        } = self;
+        let (stream, peer) =
+            poll_fn(|cx| registration.poll_io(Dir::Read, cx, || listener.accept())).await?;
+        stream.set_nonblocking(true)?;
+        let _ = stream.set_nodelay(true);
+        Ok((
+            EdgeTcp {
+                registration: reactor.register(&stream)?,
+                stream,
+            },
+            peer,
+        ))
+    }
+}
+
+/// A connection registered with the loop's reactor: no syscall but the read or write itself
+/// (readiness comes from edge-triggered events, never re-armed). `poll_close` half-closes.
+#[derive(Debug)]
+pub(crate) struct EdgeTcp {
+    registration: Registration,
+    stream: TcpStream,
+}
+
+impl AsyncRead for EdgeTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let EdgeTcp {
+            registration,
+            stream,
+        } = self.get_mut();
+        registration.poll_io(Dir::Read, cx, || (&*stream).read(buf))
+    }
+}
+
+impl AsyncWrite for EdgeTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let EdgeTcp {
+            registration,
+            stream,
+        } = self.get_mut();
+        registration.poll_io(Dir::Write, cx, || (&*stream).write(buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let EdgeTcp {
+            registration,
+            stream,
+        } = self.get_mut();
+        registration.poll_io(Dir::Write, cx, || (&*stream).write_vectored(bufs))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.stream.shutdown(Shutdown::Write) {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl Io for EdgeTcp {
+    fn arm_readable(&mut self, cx: &mut Context<'_>) -> bool {
+        // A short read emptied the socket: data arriving after it raises a new edge (one
+        // that came during the read leaves the direction ready: one `EAGAIN` at worst).
+        self.registration.clear(Dir::Read, cx);
+        true
+    }
+
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.registration.poll_ready(Dir::Read, cx).map(Ok)
+    }
+}

@@ -1,0 +1,132 @@
+//! The run loop and its reactor on loopback sockets.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures_lite::future::poll_fn;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{block_on, current, EdgeListener};
+
+const CHUNK: usize = 64 * 1024;
+
+/// Ready once another thread set it (and woke the waker it kept).
+#[derive(Default)]
+struct Flag(Mutex<(bool, Option<Waker>)>);
+
+struct WaitFlag(Arc<Flag>);
+
+impl Future for WaitFlag {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.0 .0.lock().unwrap();
+        if state.0 {
+            return Poll::Ready(());
+        }
+        state.1 = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+#[test]
+fn wakes_from_another_thread_and_runs_async_io_timers() {
+    let flag = Arc::new(Flag::default());
+    let setter = Arc::clone(&flag);
+    let thread = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        let mut state = setter.0.lock().unwrap();
+        state.0 = true;
+        if let Some(waker) = state.1.take() {
+            waker.wake();
+        }
+    });
+    let started = Instant::now();
+    let out = block_on(async {
+        assert!(
+            current().is_some(),
+            "the loop's reactor is current inside it"
+        );
+        WaitFlag(flag).await;
+        async_io::Timer::after(Duration::from_millis(20)).await;
+        7
+    });
+    assert_eq!(out, 7);
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    assert!(current().is_none(), "and not after it");
+    thread.join().unwrap();
+}
+
+#[test]
+fn a_nested_block_on_runs_without_the_outer_reactor() {
+    block_on(async {
+        let inner = block_on(async { current().is_none() });
+        assert!(inner, "no reactor current in the nested block_on");
+        assert!(current().is_some(), "the outer one back after it");
+    });
+}
+
+/// A connected pair: the server side on the loop's reactor, the client a blocking socket.
+async fn pair() -> (super::net::EdgeTcp, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut listener = EdgeListener::new(current().unwrap(), listener).unwrap();
+    let client = TcpStream::connect(addr).unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (server, client)
+}
+
+#[test]
+fn a_read_waits_for_data_and_a_write_for_room() {
+    block_on(async {
+        let (mut server, mut client) = pair().await;
+        // Nothing sent yet: the read waits, then the bytes written meanwhile arrive.
+        let mut first = true;
+        let mut buf = [0; 16];
+        let n = poll_fn(|cx| {
+            let polled = Pin::new(&mut server).poll_read(cx, &mut buf);
+            if first {
+                assert!(polled.is_pending());
+                first = false;
+                client.write_all(b"hello").unwrap();
+            }
+            polled
+        })
+        .await
+        .unwrap();
+        assert_eq!(&buf[..n], b"hello");
+
+        // Fill the socket until a write waits, then drain it from another thread.
+        client.set_nonblocking(false).unwrap();
+        let chunk = vec![7u8; CHUNK];
+        let mut written = 0;
+        loop {
+            let polled =
+                poll_fn(|cx| Poll::Ready(Pin::new(&mut server).poll_write(cx, &chunk))).await;
+            match polled {
+                Poll::Ready(n) => written += n.unwrap(),
+                Poll::Pending => break,
+            }
+        }
+        assert!(written > 0);
+        let reader = std::thread::spawn(move || {
+            let mut total = 0;
+            let mut buf = vec![0; CHUNK];
+            while total < written + CHUNK {
+                total += client.read(&mut buf).unwrap();
+            }
+            total
+        });
+        server.write_all(&chunk).await.unwrap();
+        assert_eq!(reader.join().unwrap(), written + CHUNK);
+
+        // EOF after the peer closed.
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    });
+}
