@@ -14,7 +14,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use async_io::Timer;
@@ -88,8 +88,12 @@ pub(crate) struct Conn {
     stats: Arc<Stats>,
     opened: Instant,
     last_seen: Instant,
-    ping_timer: Option<Timer>,
-    idle_timer: Option<Timer>,
+    /// The ping interval's timer and when it fires next.
+    ping_timer: Option<(Timer, Instant)>,
+    /// The idle timeout's timer and when it fires (the deadline is checked then).
+    idle_timer: Option<(Timer, Instant)>,
+    /// The waker the timers hold: they are polled only when due or for a new waker.
+    timer_waker: Option<Waker>,
     signal: Arc<Signal>,
     outbox: Option<Arc<Outbox>>,
     /// The connection id, for logs.
@@ -128,8 +132,13 @@ impl Conn {
             heard: false,
             drained: 0,
             sink_parked: false,
-            ping_timer: config.ping_interval.map(Timer::interval),
-            idle_timer: config.idle_timeout.map(Timer::after),
+            ping_timer: config
+                .ping_interval
+                .map(|every| (Timer::interval_at(now + every, every), now + every)),
+            idle_timer: config
+                .idle_timeout
+                .map(|idle| (Timer::at(now + idle), now + idle)),
+            timer_waker: None,
             config,
             stats,
             opened: now,
@@ -347,14 +356,31 @@ impl Conn {
             self.start_close(CloseCode::Away);
             return true;
         }
-        if let Some(timer) = &mut self.ping_timer {
-            if Pin::new(timer).poll(cx).is_ready() && self.framing.can_write() {
-                let _ = self.framing.write(Message::Ping(Default::default()));
-                self.tally.frames_out += 1;
-                queued = true;
+        // Polling a timer reads the clock: with a message per wake-up, one read for both
+        // (the waker they hold is still this task's) is enough until one is due.
+        let same_waker = (self.timer_waker.as_ref()).is_some_and(|w| w.will_wake(cx.waker()));
+        let due = [&self.ping_timer, &self.idle_timer]
+            .into_iter()
+            .filter_map(|timer| timer.as_ref().map(|(_, due)| *due))
+            .min();
+        if same_waker && due.is_none_or(|due| Instant::now() < due) {
+            return false;
+        }
+        if !same_waker {
+            self.timer_waker = Some(cx.waker().clone());
+        }
+        if let (Some((timer, due)), Some(every)) = (&mut self.ping_timer, self.config.ping_interval)
+        {
+            if let Poll::Ready(fired) = Pin::new(timer).poll(cx) {
+                *due = fired + every;
+                if self.framing.can_write() {
+                    let _ = self.framing.write(Message::Ping(Default::default()));
+                    self.tally.frames_out += 1;
+                    queued = true;
+                }
             }
         }
-        if let (Some(timer), Some(idle)) = (&mut self.idle_timer, self.config.idle_timeout) {
+        if let (Some((timer, due)), Some(idle)) = (&mut self.idle_timer, self.config.idle_timeout) {
             if Pin::new(&mut *timer).poll(cx).is_ready() {
                 let deadline = self.last_seen + idle;
                 if Instant::now() >= deadline {
@@ -364,6 +390,7 @@ impl Conn {
                     queued = true;
                 } else {
                     timer.set_at(deadline);
+                    *due = deadline;
                     // Register the new deadline.
                     let _ = Pin::new(timer).poll(cx);
                 }

@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Acquire, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -41,18 +41,22 @@ struct Slab {
     free: Vec<usize>,
 }
 
-/// What the reactor knows about one file descriptor.
+/// What the reactor knows about one file descriptor, per direction: a word of [`READY`],
+/// [`CLOSED`] and an event count (atomic: the socket may be polled from another thread than
+/// the loop's), and the waker of the task waiting for it.
 #[derive(Debug, Default)]
-struct Source(Mutex<Readiness>);
-
-#[derive(Debug, Default)]
-struct Readiness {
-    ready: [bool; 2],
-    /// Counts events per direction: a `WouldBlock` clears readiness only if no event came
-    /// since the attempt began.
-    ticks: [u32; 2],
-    wakers: [Option<Waker>; 2],
+struct Source {
+    state: [AtomicU32; 2],
+    wakers: Mutex<[Option<Waker>; 2]>,
 }
+
+/// An attempt may succeed.
+const READY: u32 = 1;
+/// The peer closed or the socket failed: final, never cleared (a read then returns 0 or the
+/// error, however short the read before it was).
+const CLOSED: u32 = 2;
+/// One event.
+const TICK: u32 = 4;
 
 /// A direction of readiness.
 #[derive(Debug, Clone, Copy)]
@@ -87,10 +91,10 @@ impl Reactor {
     /// Registers `fd` for both directions, edge-triggered, until the registration drops.
     /// Both directions start ready (the first attempt tells).
     pub(crate) fn register(&self, fd: impl AsFd) -> io::Result<Registration> {
-        let source = Arc::new(Source(Mutex::new(Readiness {
-            ready: [true; 2],
-            ..Readiness::default()
-        })));
+        let source = Arc::new(Source {
+            state: [AtomicU32::new(READY), AtomicU32::new(READY)],
+            ..Source::default()
+        });
         let slot = {
             let mut slab = lock(&self.slab);
             let slot = slab.free.pop().unwrap_or(slab.entries.len());
@@ -140,13 +144,14 @@ impl Reactor {
                 let Some(Some(source)) = slab.entries.get(key as usize) else {
                     continue;
                 };
-                let mut state = lock(&source.0);
-                let closed = EventFlags::HUP | EventFlags::ERR;
-                if flags.intersects(EventFlags::IN | EventFlags::PRI | EventFlags::RDHUP | closed) {
-                    state.set_ready(Dir::Read, &mut wakers);
+                let closed = flags.intersects(EventFlags::HUP | EventFlags::ERR);
+                if flags.intersects(EventFlags::IN | EventFlags::PRI | EventFlags::RDHUP) || closed
+                {
+                    let closed = closed || flags.contains(EventFlags::RDHUP);
+                    source.set_ready(Dir::Read, closed, &mut wakers);
                 }
-                if flags.intersects(EventFlags::OUT | closed) {
-                    state.set_ready(Dir::Write, &mut wakers);
+                if flags.contains(EventFlags::OUT) || closed {
+                    source.set_ready(Dir::Write, closed, &mut wakers);
                 }
             }
         }
@@ -165,21 +170,32 @@ impl std::fmt::Debug for Reactor {
     }
 }
 
-impl Readiness {
-    fn set_ready(&mut self, dir: Dir, wakers: &mut Vec<Waker>) {
-        let d = dir as usize;
-        self.ready[d] = true;
-        self.ticks[d] = self.ticks[d].wrapping_add(1);
-        if let Some(waker) = &self.wakers[d] {
+impl Source {
+    fn set_ready(&self, dir: Dir, closed: bool, wakers: &mut Vec<Waker>) {
+        let bits = if closed { READY | CLOSED } else { READY };
+        let before = self.state[dir as usize]
+            .fetch_update(SeqCst, SeqCst, |v| Some(v.wrapping_add(TICK) | bits));
+        // Already ready: nobody waits for it (a task parks only after seeing it not ready,
+        // and the event that made it ready woke it). Every event reports both directions.
+        if before.is_ok_and(|v| v & READY != 0) {
+            return;
+        }
+        if let Some(waker) = &lock(&self.wakers)[dir as usize] {
             wakers.push(waker.clone());
         }
     }
 
-    fn park(&mut self, dir: Dir, cx: &Context<'_>) {
-        let slot = &mut self.wakers[dir as usize];
-        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            *slot = Some(cx.waker().clone());
+    /// Keeps `cx`'s waker for `dir`'s next event; the state after it (an event may have come
+    /// meanwhile, from another thread).
+    fn park(&self, dir: Dir, cx: &Context<'_>) -> u32 {
+        {
+            let mut wakers = lock(&self.wakers);
+            let slot = &mut wakers[dir as usize];
+            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *slot = Some(cx.waker().clone());
+            }
         }
+        self.state[dir as usize].load(SeqCst)
     }
 }
 
@@ -190,7 +206,7 @@ pub(crate) struct Registration {
     source: Arc<Source>,
     slot: usize,
     slab: Arc<Mutex<Slab>>,
-    /// The event count when the last attempt in each direction began.
+    /// The state when the last attempt in each direction began.
     seen: [u32; 2],
 }
 
@@ -222,29 +238,30 @@ impl Registration {
 
     /// `Ready` if `dir` may be ready; otherwise the task waits for its next event.
     pub(crate) fn poll_ready(&mut self, dir: Dir, cx: &Context<'_>) -> Poll<()> {
-        let mut state = lock(&self.source.0);
         let d = dir as usize;
-        self.seen[d] = state.ticks[d];
-        if state.ready[d] {
-            Poll::Ready(())
-        } else {
-            state.park(dir, cx);
-            Poll::Pending
+        let mut state = self.source.state[d].load(Acquire);
+        if state & (READY | CLOSED) == 0 {
+            state = self.source.park(dir, cx);
+            if state & (READY | CLOSED) == 0 {
+                return Poll::Pending;
+            }
         }
+        self.seen[d] = state;
+        Poll::Ready(())
     }
 
     /// After an attempt that found `dir` exhausted (`WouldBlock`, or a read shorter than its
     /// buffer): marks it not ready and registers the task's waker, unless an event came since
     /// the attempt began (`false`: try again).
     pub(crate) fn clear(&mut self, dir: Dir, cx: &Context<'_>) -> bool {
-        let mut state = lock(&self.source.0);
-        let d = dir as usize;
-        if state.ticks[d] != self.seen[d] {
-            return false;
+        let (d, seen) = (dir as usize, self.seen[dir as usize]);
+        if seen & CLOSED != 0 {
+            // Final: the next attempt returns the end or the error, not `WouldBlock`.
+            self.source.park(dir, cx);
+            return true;
         }
-        state.ready[d] = false;
-        state.park(dir, cx);
-        true
+        let cleared = self.source.state[d].compare_exchange(seen, seen & !READY, SeqCst, SeqCst);
+        cleared.is_ok() && self.source.park(dir, cx) & (READY | CLOSED) == 0
     }
 }
 

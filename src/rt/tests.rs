@@ -130,3 +130,27 @@ fn a_read_waits_for_data_and_a_write_for_room() {
         assert!(rest.is_empty());
     });
 }
+
+#[test]
+fn the_end_of_the_stream_is_seen_after_a_short_read() {
+    use crate::conn::Io;
+    block_on(async {
+        let (mut server, mut client) = pair().await;
+        client.write_all(b"bye").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        // The loop takes the event (data and the peer's FIN) before the read.
+        async_io::Timer::after(Duration::from_millis(50)).await;
+        let mut buf = [0; 16];
+        let n = server.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"bye");
+        // The short read emptied the socket; the FIN raises no new edge, yet the end of
+        // the stream stays visible (a closed direction is never cleared).
+        let ended = poll_fn(|cx| {
+            server.arm_readable(cx);
+            Poll::Ready(server.poll_readable(cx).is_ready())
+        })
+        .await;
+        assert!(ended, "readiness kept after the peer's FIN");
+        assert_eq!(server.read(&mut buf).await.unwrap(), 0);
+    });
+}

@@ -126,6 +126,9 @@ impl Input {
 
     /// Parses the next frame header out of `buf` (if complete) and checks it.
     fn parse_header(&mut self, limits: &Limits) -> Result<()> {
+        if self.buf.len() < 2 {
+            return Ok(()); // the shortest header: no need to ask the codec
+        }
         let mut cursor = Cursor::new(&self.buf[..]);
         let Some((header, len)) = FrameHeader::parse(&mut cursor)? else {
             return Ok(());
