@@ -39,8 +39,11 @@ pub(crate) struct Mount {
 /// A configured server: gateways, providers and limits. Cheap to clone.
 ///
 /// Runs on one thread under any executor: [`serve`](Self::serve) multiplexes its
-/// connections itself (a minimal local task set), so `smol::block_on`,
-/// `futures_lite::future::block_on` or a task on a caller's `LocalExecutor` all work.
+/// connections itself (a minimal local task set), so [`block_on`](crate::block_on),
+/// `smol::block_on`, `futures_lite::future::block_on` or a task on a caller's
+/// `LocalExecutor` all work. Under the crate's own `block_on` (Linux, Android) its sockets
+/// are registered once in that loop's epoll instead of async-io's reactor: fewer syscalls
+/// per message (BENCHMARKS.md).
 #[derive(Clone)]
 pub struct Server {
     shared: Arc<Shared>,

@@ -19,8 +19,9 @@ use crate::sync::lock;
 /// The key of the loop's own eventfd.
 const WAKE: u64 = u64::MAX;
 
-/// Events taken per `epoll_wait` (more are left for the next one).
-const EVENTS: usize = 256;
+/// Events taken per `epoll_wait` (more are left for the next one): 12-16 KiB of buffer. At
+/// 10,000 connections 1,024 kept up with fastwebsockets where 256 did not (BENCHMARKS.md).
+const EVENTS: usize = 1024;
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Reactor>>> = const { RefCell::new(None) };
