@@ -54,13 +54,6 @@ impl Failure {
     }
 }
 
-/// A request frame's payload: a text frame's is UTF-8 already.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Input<'a> {
-    Text(&'a str),
-    Binary(&'a [u8]),
-}
-
 thread_local! {
     /// Replies are written here and split off as shared bytes: once the previous reply has
     /// been copied into its socket's write buffer, the next one reuses the same allocation.
@@ -168,12 +161,9 @@ impl MicroserviceRegistry {
     pub(crate) async fn dispatch(
         &self,
         ctx: &WebSocketContext,
-        request: Input<'_>,
+        bytes: &[u8],
     ) -> Result<Option<Utf8Bytes>> {
-        let frame = match request {
-            Input::Text(text) => RequestFrame::decode_str(text)?,
-            Input::Binary(bytes) => RequestFrame::decode(bytes)?,
-        };
+        let frame = RequestFrame::decode(bytes)?;
         let payload = frame.payload.unwrap_or(RawValue::NULL);
         let extension = extension::installed(ctx.providers());
         match frame.kind {
@@ -484,12 +474,12 @@ pub async fn handle_websocket_microservice_message(
     registry: &MicroserviceRegistry,
     message: Message,
 ) -> Result<Option<Message>> {
-    let request = match &message {
-        Message::Text(text) => Input::Text(text),
-        Message::Binary(bytes) => Input::Binary(bytes),
+    let bytes: &[u8] = match &message {
+        Message::Text(text) => text.as_bytes(),
+        Message::Binary(bytes) => bytes,
         _ => return Ok(None),
     };
-    match registry.dispatch(ctx, request).await {
+    match registry.dispatch(ctx, bytes).await {
         Ok(reply) => Ok(reply.map(Message::Text)),
         Err(err) => {
             event!(
@@ -510,7 +500,7 @@ mod tests {
 
     fn dispatch(registry: &MicroserviceRegistry, frame: &str) -> Result<Option<Utf8Bytes>> {
         let ctx = WebSocketContext::detached(Providers::default());
-        futures_lite::future::block_on(registry.dispatch(&ctx, Input::Text(frame)))
+        futures_lite::future::block_on(registry.dispatch(&ctx, frame.as_bytes()))
     }
 
     #[test]

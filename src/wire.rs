@@ -118,17 +118,8 @@ impl<'a> RequestFrame<'a> {
     ///
     /// Errors are [`Error::BadFrame`] with serde_json's message (NestForge's texts).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
-        Self::checked(serde_json::from_slice(bytes))
-    }
-
-    /// [`decode`](Self::decode) for a text frame's payload: already UTF-8, its strings are
-    /// not validated again.
-    pub fn decode_str(text: &'a str) -> Result<Self, Error> {
-        Self::checked(serde_json::from_str(text))
-    }
-
-    fn checked(decoded: serde_json::Result<RequestFrame<'a>>) -> Result<Self, Error> {
-        let frame = decoded.map_err(|source| Error::BadFrame { source })?;
+        let frame: RequestFrame<'a> =
+            serde_json::from_slice(bytes).map_err(|source| Error::BadFrame { source })?;
         if let Some(id) = frame.id {
             let message = match id.get().as_bytes().first() {
                 Some(b'"') => None,
