@@ -282,6 +282,9 @@ impl Conn {
 
     /// Reads ahead from already-buffered bytes only.
     fn look_ahead(&mut self) {
+        if self.framing.waits_for_input() {
+            return; // nothing to read ahead from
+        }
         match self.framing.read(&mut Offline) {
             Err(e) if would_block(&e) => {}
             other => self.peeked = Some(other),
@@ -316,8 +319,18 @@ impl Conn {
             return Poll::Pending;
         }
         loop {
-            let (framing, mut live) = self.live(cx);
-            let read = framing.read(&mut live);
+            // The socket emptied by the last read and not ready since, nothing buffered:
+            // `WouldBlock` without a parse attempt (as `Live` would answer at this point).
+            let idle = self.drained == 1
+                && self.framing.waits_for_input()
+                && self.io.poll_readable(cx).is_pending();
+            let read = if idle {
+                self.drained = 2;
+                Err(WsError::Io(io::ErrorKind::WouldBlock.into()))
+            } else {
+                let (framing, mut live) = self.live(cx);
+                framing.read(&mut live)
+            };
             if std::mem::take(&mut self.heard) {
                 self.last_seen = Instant::now();
             }
@@ -359,12 +372,12 @@ impl Conn {
         // Polling a timer reads the clock: with a message per wake-up, one read for both
         // (the waker they hold is still this task's) is enough until one is due.
         let same_waker = (self.timer_waker.as_ref()).is_some_and(|w| w.will_wake(cx.waker()));
-        let due = [&self.ping_timer, &self.idle_timer]
-            .into_iter()
-            .filter_map(|timer| timer.as_ref().map(|(_, due)| *due))
-            .min();
-        if same_waker && due.is_none_or(|due| Instant::now() < due) {
-            return false;
+        if same_waker {
+            let now = Instant::now();
+            let due = |timer: &Option<(Timer, Instant)>| timer.as_ref().is_some_and(|t| t.1 <= now);
+            if !due(&self.ping_timer) && !due(&self.idle_timer) {
+                return false;
+            }
         }
         if !same_waker {
             self.timer_waker = Some(cx.waker().clone());

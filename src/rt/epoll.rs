@@ -1,19 +1,16 @@
-//! The epoll reactor (sockets registered once, edge-triggered) and the run loop around it.
+//! The epoll reactor: sockets registered once, edge-triggered; readiness per direction.
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::pin::pin;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Acquire, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU32, Ordering::Acquire, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
 use rustix::event::epoll::{self, EventData, EventFlags};
-use rustix::event::{eventfd, EventfdFlags, Timespec};
+use rustix::event::Timespec;
 
-use crate::log::event;
+use super::run::Notify;
 use crate::sync::lock;
 
 /// The key of the loop's own eventfd.
@@ -23,14 +20,10 @@ const WAKE: u64 = u64::MAX;
 /// 10,000 connections 1,024 kept up with fastwebsockets where 256 did not (BENCHMARKS.md).
 const EVENTS: usize = 1024;
 
-thread_local! {
-    static CURRENT: RefCell<Option<Rc<Reactor>>> = const { RefCell::new(None) };
-}
-
 /// An epoll instance and the sources registered in it.
 pub(crate) struct Reactor {
     epoll: OwnedFd,
-    notify: Arc<Notify>,
+    pub(super) notify: Arc<Notify>,
     slab: Arc<Mutex<Slab>>,
     events: RefCell<Vec<epoll::Event>>,
     wakers: RefCell<Vec<Waker>>,
@@ -67,7 +60,7 @@ pub(crate) enum Dir {
 }
 
 impl Reactor {
-    fn new(notify: Arc<Notify>) -> io::Result<Self> {
+    pub(super) fn new(notify: Arc<Notify>) -> io::Result<Self> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         epoll::add(
             &epoll,
@@ -82,11 +75,6 @@ impl Reactor {
             events: RefCell::new(Vec::with_capacity(EVENTS)),
             wakers: RefCell::new(Vec::new()),
         })
-    }
-
-    /// The reactor of the [`Loop`] running on this thread.
-    pub(crate) fn current() -> Option<Rc<Reactor>> {
-        CURRENT.with(|c| c.borrow().clone())
     }
 
     /// Registers `fd` for both directions, edge-triggered, until the registration drops.
@@ -110,6 +98,7 @@ impl Reactor {
             slot,
             slab: Arc::clone(&self.slab),
             seen: [0; 2],
+            parked: Default::default(),
         };
         let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
         epoll::add(&self.epoll, fd, EventData::new_u64(slot as u64), flags)?;
@@ -118,7 +107,7 @@ impl Reactor {
 
     /// Waits for events (not at all unless `block`), clears `parked`, and wakes the tasks
     /// waiting for them.
-    fn wait(&self, block: bool) -> io::Result<()> {
+    pub(super) fn wait(&self, block: bool) -> io::Result<()> {
         let mut events = self.events.borrow_mut();
         events.clear();
         let zero = Timespec::default();
@@ -185,19 +174,6 @@ impl Source {
             wakers.push(waker.clone());
         }
     }
-
-    /// Keeps `cx`'s waker for `dir`'s next event; the state after it (an event may have come
-    /// meanwhile, from another thread).
-    fn park(&self, dir: Dir, cx: &Context<'_>) -> u32 {
-        {
-            let mut wakers = lock(&self.wakers);
-            let slot = &mut wakers[dir as usize];
-            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *slot = Some(cx.waker().clone());
-            }
-        }
-        self.state[dir as usize].load(SeqCst)
-    }
 }
 
 /// One file descriptor's registration (the descriptor itself is owned next to it and must be
@@ -209,6 +185,9 @@ pub(crate) struct Registration {
     slab: Arc<Mutex<Slab>>,
     /// The state when the last attempt in each direction began.
     seen: [u32; 2],
+    /// The wakers last stored in the source (only this registration stores them), to skip
+    /// the lock when the same task parks again.
+    parked: [Option<Waker>; 2],
 }
 
 impl Registration {
@@ -219,7 +198,7 @@ impl Registration {
         &mut self,
         dir: Dir,
         cx: &Context<'_>,
-        mut attempt: impl FnMut() -> io::Result<T>,
+        attempt: &mut dyn FnMut() -> io::Result<T>,
     ) -> Poll<io::Result<T>> {
         loop {
             if self.poll_ready(dir, cx).is_pending() {
@@ -242,7 +221,7 @@ impl Registration {
         let d = dir as usize;
         let mut state = self.source.state[d].load(Acquire);
         if state & (READY | CLOSED) == 0 {
-            state = self.source.park(dir, cx);
+            state = self.park(dir, cx);
             if state & (READY | CLOSED) == 0 {
                 return Poll::Pending;
             }
@@ -258,11 +237,28 @@ impl Registration {
         let (d, seen) = (dir as usize, self.seen[dir as usize]);
         if seen & CLOSED != 0 {
             // Final: the next attempt returns the end or the error, not `WouldBlock`.
-            self.source.park(dir, cx);
+            self.park(dir, cx);
             return true;
         }
         let cleared = self.source.state[d].compare_exchange(seen, seen & !READY, SeqCst, SeqCst);
-        cleared.is_ok() && self.source.park(dir, cx) & (READY | CLOSED) == 0
+        cleared.is_ok() && self.park(dir, cx) & (READY | CLOSED) == 0
+    }
+}
+
+impl Registration {
+    /// Keeps `cx`'s waker for `dir`'s next event; the state after it (an event may have come
+    /// meanwhile, from another thread).
+    fn park(&mut self, dir: Dir, cx: &Context<'_>) -> u32 {
+        let d = dir as usize;
+        if !self.parked[d]
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            let waker = cx.waker().clone();
+            lock(&self.source.wakers)[d] = Some(waker.clone());
+            self.parked[d] = Some(waker);
+        }
+        self.source.state[d].load(SeqCst)
     }
 }
 
@@ -272,101 +268,5 @@ impl Drop for Registration {
         let mut slab = lock(&self.slab);
         slab.entries[self.slot] = None;
         slab.free.push(self.slot);
-    }
-}
-
-/// The loop's waker: a flag, and an eventfd written only while the loop sleeps in
-/// `epoll_wait` (wake-ups from the loop's own thread and while it runs cost no syscall).
-#[derive(Debug)]
-struct Notify {
-    fd: OwnedFd,
-    woken: AtomicBool,
-    parked: AtomicBool,
-}
-
-impl Notify {
-    fn clear(&self) {
-        let _ = rustix::io::read(&self.fd, &mut [0; 8]);
-    }
-}
-
-impl Wake for Notify {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if !self.woken.swap(true, SeqCst) && self.parked.load(SeqCst) {
-            let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
-        }
-    }
-}
-
-/// Runs `f` with no loop current on this thread (a nested `block_on`), then restores it.
-pub(crate) fn outside<T>(f: impl FnOnce() -> T) -> T {
-    struct Restore(Option<Rc<Reactor>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            CURRENT.with(|c| *c.borrow_mut() = self.0.take());
-        }
-    }
-    let _restore = Restore(CURRENT.with(|c| c.borrow_mut().take()));
-    f()
-}
-
-/// The run loop of [`block_on`](super::block_on), its reactor current on this thread while
-/// it exists.
-#[derive(Debug)]
-pub(crate) struct Loop {
-    reactor: Rc<Reactor>,
-}
-
-impl Loop {
-    /// A loop for this thread; `None` inside another one (the inner `block_on` then uses
-    /// async-io's, see [`outside`]) or where epoll or eventfd is unavailable (a seccomp
-    /// filter, for one).
-    pub(crate) fn enter() -> Option<Loop> {
-        if Reactor::current().is_some() {
-            return None;
-        }
-        let notify = Arc::new(Notify {
-            fd: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).ok()?,
-            woken: AtomicBool::new(true),
-            parked: AtomicBool::new(false),
-        });
-        let reactor = Rc::new(Reactor::new(notify).ok()?);
-        CURRENT.with(|c| *c.borrow_mut() = Some(Rc::clone(&reactor)));
-        Some(Loop { reactor })
-    }
-
-    pub(crate) fn block_on<F: Future>(self, future: F) -> F::Output {
-        let notify = Arc::clone(&self.reactor.notify);
-        let waker = Waker::from(Arc::clone(&notify));
-        let mut cx = Context::from_waker(&waker);
-        let mut future = pin!(future);
-        loop {
-            if notify.woken.swap(false, SeqCst) {
-                if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-                    return output;
-                }
-            }
-            // Sleep only if nothing woke the future meanwhile; a waker that sees `parked`
-            // writes the eventfd, one that does not is seen here.
-            notify.parked.store(true, SeqCst);
-            let block = !notify.woken.load(SeqCst);
-            let waited = self.reactor.wait(block);
-            if let Err(e) = waited {
-                notify.parked.store(false, SeqCst);
-                // Not expected from a valid epoll fd: keep serving, without spinning.
-                event!(warn, "epoll_wait failed: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-        }
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        CURRENT.with(|c| *c.borrow_mut() = None);
     }
 }

@@ -12,6 +12,8 @@
 mod epoll;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod net;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod run;
 
 #[cfg(all(test, any(target_os = "linux", target_os = "android")))]
 mod tests;
@@ -44,10 +46,10 @@ use std::future::Future;
 /// ```
 pub fn block_on<F: Future>(future: F) -> F::Output {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    match epoll::Loop::enter() {
+    match run::Loop::enter() {
         Some(run) => run.block_on(future),
         // Nested: the outer loop waits for this one, so nothing registers with it meanwhile.
-        None => epoll::outside(|| async_io::block_on(future)),
+        None => run::outside(|| async_io::block_on(future)),
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     async_io::block_on(future)
@@ -56,5 +58,5 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 /// The running loop's reactor, when the caller is inside [`block_on`] (with epoll).
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn current() -> Option<std::rc::Rc<epoll::Reactor>> {
-    epoll::Reactor::current()
+    run::current()
 }

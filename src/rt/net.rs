@@ -42,7 +42,7 @@ impl EdgeListener {
             reactor,
         } = self;
         let (stream, peer) =
-            poll_fn(|cx| registration.poll_io(Dir::Read, cx, || listener.accept())).await?;
+            poll_fn(|cx| registration.poll_io(Dir::Read, cx, &mut || listener.accept())).await?;
         stream.set_nonblocking(true)?;
         let _ = stream.set_nodelay(true);
         Ok((
@@ -73,7 +73,7 @@ impl AsyncRead for EdgeTcp {
             registration,
             stream,
         } = self.get_mut();
-        registration.poll_io(Dir::Read, cx, || (&*stream).read(buf))
+        registration.poll_io(Dir::Read, cx, &mut || (&*stream).read(buf))
     }
 }
 
@@ -87,7 +87,7 @@ impl AsyncWrite for EdgeTcp {
             registration,
             stream,
         } = self.get_mut();
-        registration.poll_io(Dir::Write, cx, || (&*stream).write(buf))
+        registration.poll_io(Dir::Write, cx, &mut || (&*stream).write(buf))
     }
 
     fn poll_write_vectored(
@@ -99,7 +99,7 @@ impl AsyncWrite for EdgeTcp {
             registration,
             stream,
         } = self.get_mut();
-        registration.poll_io(Dir::Write, cx, || (&*stream).write_vectored(bufs))
+        registration.poll_io(Dir::Write, cx, &mut || (&*stream).write_vectored(bufs))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

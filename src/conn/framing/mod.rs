@@ -108,6 +108,13 @@ impl Framing {
         self.state == State::Active
     }
 
+    /// Whether [`read`](Self::read) can only read the stream: nothing buffered to parse, no
+    /// reply to flush, the connection still reading (a caller that knows the stream is not
+    /// ready can skip the read).
+    pub fn waits_for_input(&self) -> bool {
+        self.state.can_read() && !self.reply_due && self.input.buffered() == 0
+    }
+
     /// Bytes of buffer held (input, partial payloads, output).
     pub fn held(&self) -> usize {
         self.input.held()
