@@ -28,7 +28,10 @@ use std::future::Future;
 ///
 /// [`Server::serve`](crate::Server::serve) runs under any executor; under this one its
 /// sockets skip async-io's reactor (the fastest way to serve, see BENCHMARKS.md). Other
-/// futures work inside it as under `smol::block_on`.
+/// futures work inside it as under `smol::block_on` (async-io's sources and timers wake it
+/// from async-io's thread). A connection's socket handed to another thread keeps working
+/// while this loop runs, and gets no more readiness once it has returned.
+/// A nested call runs on async-io's `block_on`.
 ///
 /// ```no_run
 /// # use nestforge_edge::prelude::*;
