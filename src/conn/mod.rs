@@ -34,7 +34,7 @@ use crate::stats::Stats;
 pub use close::{close_code, CloseInfo};
 use close::{close_code_of, reason_for, Closer, Closing};
 pub use framing::Framing;
-use stream::{would_block, Live, Offline};
+use stream::{still_drained, would_block, Live, Offline};
 pub(crate) use stream::{AnyStream, Io};
 
 /// Where a connection is in its life.
@@ -319,13 +319,15 @@ impl Conn {
             return Poll::Pending;
         }
         loop {
-            // The socket emptied by the last read and not ready since, nothing buffered:
-            // `WouldBlock` without a parse attempt (as `Live` would answer at this point).
-            let idle = self.drained == 1
-                && self.framing.waits_for_input()
-                && self.io.poll_readable(cx).is_pending();
-            let read = if idle {
-                self.drained = 2;
+            // Nothing buffered and the socket not ready since the last read emptied it:
+            // `WouldBlock` without a parse attempt (`Live` answers the same way).
+            // (An error polling readiness is left to that read to return.)
+            let skip = self.framing.waits_for_input()
+                && matches!(
+                    still_drained(&mut *self.io, cx, &mut self.drained),
+                    Ok(true)
+                );
+            let read = if skip {
                 Err(WsError::Io(io::ErrorKind::WouldBlock.into()))
             } else {
                 let (framing, mut live) = self.live(cx);

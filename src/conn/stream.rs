@@ -87,21 +87,8 @@ impl Read for Live<'_, '_> {
             self.cx.waker().wake_by_ref();
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        if *self.drained > 0 {
-            match self.io.poll_readable(self.cx) {
-                // The first miss is the poll that armed the socket. At a later one the task
-                // was woken for some other reason and the socket is read anyway (`EAGAIN`
-                // at worst): async-io discards an event reported in the reactor tick its
-                // interest was registered in, and with another connection flooding the
-                // thread such an event was seen to be the last one for a second
-                // (`tests/hostile.rs`, empty-fragment flood).
-                Poll::Pending if *self.drained < 2 => {
-                    *self.drained += 1;
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending | Poll::Ready(Ok(())) => *self.drained = 0,
-            }
+        if still_drained(self.io, self.cx, self.drained)? {
+            return Err(io::ErrorKind::WouldBlock.into());
         }
         match Pin::new(&mut *self.io).poll_read(self.cx, buf) {
             Poll::Ready(Ok(n)) => {
@@ -135,6 +122,35 @@ impl Write for Live<'_, '_> {
         match Pin::new(&mut *self.io).poll_flush(self.cx) {
             Poll::Ready(r) => r,
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+/// Whether a read can be skipped: the last read emptied the socket (`drained` non-zero) and
+/// no readiness was reported since. Counts the misses; clears `drained` when the socket is
+/// to be read.
+pub(super) fn still_drained(
+    io: &mut dyn Io,
+    cx: &mut Context<'_>,
+    drained: &mut u8,
+) -> io::Result<bool> {
+    if *drained == 0 {
+        return Ok(false);
+    }
+    match io.poll_readable(cx) {
+        // The first miss is the poll that armed the socket. At a later one the task was
+        // woken for some other reason and the socket is read anyway (`EAGAIN` at worst):
+        // async-io discards an event reported in the reactor tick its interest was
+        // registered in, and with another connection flooding the thread such an event was
+        // seen to be the last one for a second (`tests/hostile.rs`, empty-fragment flood).
+        Poll::Pending if *drained < 2 => {
+            *drained += 1;
+            Ok(true)
+        }
+        Poll::Ready(Err(e)) => Err(e),
+        Poll::Pending | Poll::Ready(Ok(())) => {
+            *drained = 0;
+            Ok(false)
         }
     }
 }

@@ -134,14 +134,14 @@ impl Reactor {
                 let Some(Some(source)) = slab.entries.get(key as usize) else {
                     continue;
                 };
-                let closed = flags.intersects(EventFlags::HUP | EventFlags::ERR);
-                if flags.intersects(EventFlags::IN | EventFlags::PRI | EventFlags::RDHUP) || closed
-                {
-                    let closed = closed || flags.contains(EventFlags::RDHUP);
-                    source.set_ready(Dir::Read, closed, &mut wakers);
+                // Hang-up or error ends both directions; the peer's FIN ends reading.
+                let failed = flags.intersects(EventFlags::HUP | EventFlags::ERR);
+                let read_ended = failed || flags.contains(EventFlags::RDHUP);
+                if read_ended || flags.intersects(EventFlags::IN | EventFlags::PRI) {
+                    source.set_ready(Dir::Read, read_ended, &mut wakers);
                 }
-                if flags.contains(EventFlags::OUT) || closed {
-                    source.set_ready(Dir::Write, closed, &mut wakers);
+                if failed || flags.contains(EventFlags::OUT) {
+                    source.set_ready(Dir::Write, failed, &mut wakers);
                 }
             }
         }
@@ -236,16 +236,13 @@ impl Registration {
     pub(crate) fn clear(&mut self, dir: Dir, cx: &Context<'_>) -> bool {
         let (d, seen) = (dir as usize, self.seen[dir as usize]);
         if seen & CLOSED != 0 {
-            // Final: the next attempt returns the end or the error, not `WouldBlock`.
-            self.park(dir, cx);
+            // Final, and never cleared: the next attempt returns the end or the error.
             return true;
         }
         let cleared = self.source.state[d].compare_exchange(seen, seen & !READY, SeqCst, SeqCst);
         cleared.is_ok() && self.park(dir, cx) & (READY | CLOSED) == 0
     }
-}
 
-impl Registration {
     /// Keeps `cx`'s waker for `dir`'s next event; the state after it (an event may have come
     /// meanwhile, from another thread).
     fn park(&mut self, dir: Dir, cx: &Context<'_>) -> u32 {
