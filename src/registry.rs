@@ -4,13 +4,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 
 use std::io::Write;
 
 use bytes::buf::Writer;
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -27,9 +28,35 @@ use crate::wire::{reply_prefix, reply_suffix, Kind, RequestFrame, TransportMetad
 /// Output of a handler's future: a message's reply payload (serialized), or `None` for an
 /// event.
 type RouteFuture = Pin<Box<dyn Future<Output = Result<Option<Utf8Bytes>, Failure>> + Send>>;
-/// A handler behind its payload decoding.
-type Route =
-    Box<dyn Fn(&str, MicroserviceContext) -> Result<RouteFuture, serde_json::Error> + Send + Sync>;
+/// A handler behind its payload decoding; a message handler's future writes its result
+/// into a reply frame around `FrameHead`, or alone without one.
+type Route = Box<
+    dyn Fn(&str, MicroserviceContext, Option<FrameHead>) -> Result<RouteFuture, serde_json::Error>
+        + Send
+        + Sync,
+>;
+
+/// What a message handler's future makes of its result.
+enum ReplyTo {
+    /// The payload alone (envelopes, brokers).
+    Payload,
+    /// A WebSocket reply frame for the request with this `id` and `metadata`.
+    Frame {
+        id: Option<Bytes>,
+        metadata: TransportMetadata,
+    },
+}
+
+/// What a WebSocket reply frame carries besides the payload, owned by the handler's
+/// future so that the whole frame is written in one go when the handler finishes.
+struct FrameHead {
+    /// The request's `id`, verbatim JSON: a slice of the request frame's bytes.
+    id: Option<Bytes>,
+    /// The registry's copy of the pattern.
+    pattern: Arc<str>,
+    /// The request's metadata, echoed.
+    metadata: TransportMetadata,
+}
 
 enum Failure {
     Payload(serde_json::Error),
@@ -50,6 +77,23 @@ impl Failure {
             },
             Failure::Handler(source) => Error::Handler { request, source },
             Failure::Serialize(source) => Error::Serialize { request, source },
+        }
+    }
+}
+
+/// A request frame's payload: a text frame's is UTF-8 already.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Input<'a> {
+    Text(&'a Utf8Bytes),
+    Binary(&'a Bytes),
+}
+
+impl Input<'_> {
+    /// The frame's bytes, shared.
+    fn bytes(&self) -> &Bytes {
+        match self {
+            Input::Text(text) => text.as_ref(),
+            Input::Binary(bytes) => bytes,
         }
     }
 }
@@ -80,10 +124,28 @@ fn write_reply(reserve: usize, write: &mut dyn FnMut(&mut Writer<&mut BytesMut>)
     })
 }
 
-/// Serializes a handler's reply payload.
-fn reply_payload<R: Serialize>(payload: &R) -> Result<Utf8Bytes, serde_json::Error> {
+/// Serializes a handler's reply payload, inside a reply frame when there is a `head`.
+fn reply_payload<R: Serialize>(
+    payload: &R,
+    head: Option<&FrameHead>,
+) -> Result<Utf8Bytes, serde_json::Error> {
+    reply_with(head, &mut |out| serde_json::to_writer(out, payload))
+}
+
+/// [`reply_payload`]'s work (one copy of this code for every handler type).
+fn reply_with(
+    head: Option<&FrameHead>,
+    payload: &mut dyn FnMut(&mut Writer<&mut BytesMut>) -> Result<(), serde_json::Error>,
+) -> Result<Utf8Bytes, serde_json::Error> {
     let mut result = Ok(());
-    let reply = write_reply(128, &mut |out| result = serde_json::to_writer(out, payload));
+    let reply = write_reply(128, &mut |out| match head {
+        None => result = payload(out),
+        Some(head) => {
+            reply_prefix(out, head.id.as_deref(), &head.pattern);
+            result = payload(out);
+            reply_suffix(out, &head.metadata);
+        }
+    });
     result.map(|()| reply)
 }
 
@@ -95,7 +157,7 @@ fn reply_frame(
     metadata: &TransportMetadata,
 ) -> Utf8Bytes {
     write_reply(64 + pattern.len() + payload.len(), &mut |out| {
-        reply_prefix(out, id.map(RawValue::get), pattern);
+        reply_prefix(out, id.map(|id| id.get().as_bytes()), pattern);
         let _ = out.write_all(payload.as_bytes());
         reply_suffix(out, metadata);
     })
@@ -126,8 +188,48 @@ pub struct MicroserviceRegistry {
 
 #[derive(Default)]
 struct Routes {
-    messages: HashMap<Arc<str>, Route>,
-    events: HashMap<Arc<str>, Route>,
+    messages: HashMap<Arc<str>, Route, PatternHash>,
+    events: HashMap<Arc<str>, Route, PatternHash>,
+}
+
+/// The route tables' hash: eight bytes per step (FxHash's multiply-rotate). The tables
+/// hold the application's patterns only, so a client choosing the looked-up name cannot
+/// lengthen any probe sequence (no need for SipHash's keyed defence, which costs ~180
+/// instructions per `app.info` lookup against ~20).
+type PatternHash = BuildHasherDefault<PatternHasher>;
+
+#[derive(Default)]
+struct PatternHasher(u64);
+
+impl PatternHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for PatternHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        let mut word = [0; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(word) ^ (rest.len() as u64) << 59);
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        // The multiply leaves its best-mixed bits at the top; hashbrown indexes with the
+        // bottom ones.
+        self.0.rotate_left(26)
+    }
 }
 
 impl MicroserviceRegistry {
@@ -161,44 +263,48 @@ impl MicroserviceRegistry {
     pub(crate) async fn dispatch(
         &self,
         ctx: &WebSocketContext,
-        bytes: &[u8],
+        request: Input<'_>,
     ) -> Result<Option<Utf8Bytes>> {
-        let frame = RequestFrame::decode(bytes)?;
+        let frame = match request {
+            Input::Text(text) => RequestFrame::decode_str(text.as_str())?,
+            Input::Binary(bytes) => RequestFrame::decode(bytes)?,
+        };
         let payload = frame.payload.unwrap_or(RawValue::NULL);
         let extension = extension::installed(ctx.providers());
         match frame.kind {
             Kind::Message => {
-                // The reply carries the metadata too: one copy (none when it is empty, as
-                // it usually is).
+                if let Some(extension) = extension.filter(|_| !self.has_message(&frame.pattern)) {
+                    // Not ours: the extension may forward it (to a broker).
+                    let request = Request::new(frame.id, &frame.pattern);
+                    let Some(forwarded) = extension.on_unknown_message(&request, payload) else {
+                        return Err(Error::UnknownPattern {
+                            kind: Kind::Message,
+                            request,
+                        });
+                    };
+                    let response = forwarded.await?;
+                    let frame =
+                        reply_frame(frame.id, &frame.pattern, response.get(), &frame.metadata);
+                    return Ok(Some(frame));
+                }
+                // The handler's context and the reply frame each carry the metadata: one
+                // copy (none when it is empty, as it usually is).
                 let metadata = frame.metadata.clone();
-                let result = self
-                    .call(Kind::Message, &frame.pattern, payload, metadata, ctx)
-                    .await;
-                let reply = match result {
-                    Ok(reply) => reply.unwrap_or_default(),
-                    Err(Error::UnknownPattern { .. }) if extension.is_some() => {
-                        let request = Request::new(frame.id, &frame.pattern);
-                        let forwarded = extension
-                            .and_then(|extension| extension.on_unknown_message(&request, payload));
-                        let Some(forwarded) = forwarded else {
-                            return Err(Error::UnknownPattern {
-                                kind: Kind::Message,
-                                request,
-                            });
-                        };
-                        let response = forwarded.await?;
-                        let frame =
-                            reply_frame(frame.id, &frame.pattern, response.get(), &frame.metadata);
-                        return Ok(Some(frame));
-                    }
-                    Err(err) => return Err(err.with_request_id(frame.id)),
+                let reply = ReplyTo::Frame {
+                    id: frame
+                        .id
+                        .map(|id| request.bytes().slice_ref(id.get().as_bytes())),
+                    metadata: frame.metadata,
                 };
-                Ok(Some(reply_frame(
-                    frame.id,
-                    &frame.pattern,
-                    &reply,
-                    &frame.metadata,
-                )))
+                let result = self
+                    .call_with(Kind::Message, &frame.pattern, payload, reply, |key| {
+                        MicroserviceContext::for_connection(ctx.clone(), key, metadata)
+                    })
+                    .await;
+                match result {
+                    Ok(reply) => Ok(Some(reply.unwrap_or_default())),
+                    Err(err) => Err(err.with_request_id(frame.id)),
+                }
             }
             Kind::Event => {
                 let carried = extension.is_some_and(|e| e.on_event(&frame.pattern, payload));
@@ -225,7 +331,7 @@ impl MicroserviceRegistry {
         metadata: TransportMetadata,
         ctx: &WebSocketContext,
     ) -> Result<Option<Utf8Bytes>> {
-        self.call_with(kind, pattern, payload, |key| {
+        self.call_with(kind, pattern, payload, ReplyTo::Payload, |key| {
             MicroserviceContext::for_connection(ctx.clone(), key, metadata)
         })
         .await
@@ -238,6 +344,7 @@ impl MicroserviceRegistry {
         kind: Kind,
         pattern: &str,
         payload: &RawValue,
+        reply: ReplyTo,
         context: impl FnOnce(Arc<str>) -> MicroserviceContext,
     ) -> Result<Option<Utf8Bytes>> {
         let routes = match kind {
@@ -250,7 +357,15 @@ impl MicroserviceRegistry {
                 request: Request::new(None, pattern),
             });
         };
-        let future = route(payload.get(), context(Arc::clone(key)))
+        let head = match reply {
+            ReplyTo::Payload => None,
+            ReplyTo::Frame { id, metadata } => Some(FrameHead {
+                id,
+                pattern: Arc::clone(key),
+                metadata,
+            }),
+        };
+        let future = route(payload.get(), context(Arc::clone(key)), head)
             .map_err(|source| Failure::Payload(source).into_error(kind, pattern))?;
         future
             .await
@@ -304,9 +419,15 @@ impl MicroserviceRegistry {
         ctx: MicroserviceContext,
     ) -> Result<()> {
         let payload = raw_payload(Kind::Event, &envelope.pattern, &envelope.payload)?;
-        self.call_with(Kind::Event, &envelope.pattern, &payload, |_| ctx)
-            .await
-            .map(drop)
+        self.call_with(
+            Kind::Event,
+            &envelope.pattern,
+            &payload,
+            ReplyTo::Payload,
+            |_| ctx,
+        )
+        .await
+        .map(drop)
     }
 
     /// [`dispatch_message`](Self::dispatch_message)'s reply as JSON text (for clients that
@@ -318,7 +439,13 @@ impl MicroserviceRegistry {
     ) -> Result<Utf8Bytes> {
         let payload = raw_payload(Kind::Message, &envelope.pattern, &envelope.payload)?;
         let reply = self
-            .call_with(Kind::Message, &envelope.pattern, &payload, |_| ctx)
+            .call_with(
+                Kind::Message,
+                &envelope.pattern,
+                &payload,
+                ReplyTo::Payload,
+                |_| ctx,
+            )
             .await?;
         Ok(reply.unwrap_or_default())
     }
@@ -362,11 +489,13 @@ impl MicroserviceRegistryBuilder {
         F: Fn(P, MicroserviceContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
     {
-        let route: Route = Box::new(move |payload, ctx| {
+        let route: Route = Box::new(move |payload, ctx, head| {
             let future = handler(serde_json::from_str::<P>(payload)?, ctx);
             Ok(Box::pin(async move {
                 let reply = future.await.map_err(Failure::Handler)?;
-                reply_payload(&reply).map(Some).map_err(Failure::Serialize)
+                reply_payload(&reply, head.as_ref())
+                    .map(Some)
+                    .map_err(Failure::Serialize)
             }))
         });
         let pattern: Arc<str> = pattern.into().into();
@@ -389,7 +518,7 @@ impl MicroserviceRegistryBuilder {
         F: Fn(P, MicroserviceContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let route: Route = Box::new(move |payload, ctx| {
+        let route: Route = Box::new(move |payload, ctx, _| {
             let future = handler(serde_json::from_str::<P>(payload)?, ctx);
             Ok(Box::pin(async move {
                 future.await.map_err(Failure::Handler)?;
@@ -474,12 +603,12 @@ pub async fn handle_websocket_microservice_message(
     registry: &MicroserviceRegistry,
     message: Message,
 ) -> Result<Option<Message>> {
-    let bytes: &[u8] = match &message {
-        Message::Text(text) => text.as_bytes(),
-        Message::Binary(bytes) => bytes,
+    let request = match &message {
+        Message::Text(text) => Input::Text(text),
+        Message::Binary(bytes) => Input::Binary(bytes),
         _ => return Ok(None),
     };
-    match registry.dispatch(ctx, bytes).await {
+    match registry.dispatch(ctx, request).await {
         Ok(reply) => Ok(reply.map(Message::Text)),
         Err(err) => {
             event!(
@@ -500,7 +629,8 @@ mod tests {
 
     fn dispatch(registry: &MicroserviceRegistry, frame: &str) -> Result<Option<Utf8Bytes>> {
         let ctx = WebSocketContext::detached(Providers::default());
-        futures_lite::future::block_on(registry.dispatch(&ctx, frame.as_bytes()))
+        let frame = Utf8Bytes::from(frame);
+        futures_lite::future::block_on(registry.dispatch(&ctx, Input::Text(&frame)))
     }
 
     #[test]
@@ -516,6 +646,77 @@ mod tests {
                 reply.as_str(),
                 format!(r#"{{"id":{id},"pattern":"p","payload":2,"metadata":{{"values":{{}}}}}}"#)
             );
+        }
+    }
+
+    #[test]
+    fn binary_requests_get_the_whole_reply_frame_with_id_and_metadata() {
+        let registry = MicroserviceRegistry::builder()
+            .message("p", |n: u32, ctx: MicroserviceContext| async move {
+                Ok(format!("{n}:{}", ctx.metadata().get("k").unwrap_or("-")))
+            })
+            .build();
+        let ctx = WebSocketContext::detached(Providers::default());
+        let frame = Bytes::from_static(
+            br#"{"id":"r\"1","kind":"message","pattern":"p","payload":7,"metadata":{"values":{"k":"v"}}}"#,
+        );
+        let reply = futures_lite::future::block_on(registry.dispatch(&ctx, Input::Binary(&frame)));
+        assert_eq!(
+            reply.unwrap().unwrap().as_str(),
+            r#"{"id":"r\"1","pattern":"p","payload":"7:v","metadata":{"values":{"k":"v"}}}"#
+        );
+    }
+
+    #[test]
+    fn a_reply_that_cannot_be_serialized_sends_no_partial_frame() {
+        let registry = MicroserviceRegistry::builder()
+            .message("bad", |_: (), _| async move {
+                Ok(std::collections::HashMap::from([((1, 2), 3)]))
+            })
+            .build();
+        let err = dispatch(
+            &registry,
+            r#"{"kind":"message","pattern":"bad","payload":null,"id":4}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Serialize { .. }), "{err:?}");
+        assert_eq!(err.request().unwrap().id.as_ref().unwrap().get(), "4");
+        // The next reply starts clean.
+        let registry = MicroserviceRegistry::builder()
+            .message("ok", |_: (), _| async move { Ok(1) })
+            .build();
+        let reply = dispatch(
+            &registry,
+            r#"{"kind":"message","pattern":"ok","payload":null}"#,
+        );
+        assert_eq!(
+            reply.unwrap().unwrap().as_str(),
+            r#"{"pattern":"ok","payload":1,"metadata":{"values":{}}}"#
+        );
+    }
+
+    #[test]
+    fn every_pattern_is_found_by_its_own_name_only() {
+        // Names of every length around the hasher's 8-byte steps, sharing prefixes.
+        let names: Vec<String> = (0..40)
+            .flat_map(|len| ["a", "b"].map(|c| format!("{}{c}", &"app.info".repeat(5)[..len])))
+            .collect();
+        let registry = names
+            .iter()
+            .fold(MicroserviceRegistry::builder(), |b, name| {
+                let reply = name.clone();
+                b.message(name.as_str(), move |_: (), _| {
+                    let reply = reply.clone();
+                    async move { Ok(reply) }
+                })
+            })
+            .build();
+        for name in &names {
+            let frame = format!(r#"{{"kind":"message","pattern":"{name}","payload":null}}"#);
+            let reply = dispatch(&registry, &frame).unwrap().unwrap();
+            assert!(reply.contains(&format!(r#""payload":"{name}""#)), "{reply}");
+            assert!(!registry.has_message(&format!("{name}x")));
+            assert!(!registry.has_event(name));
         }
     }
 

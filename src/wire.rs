@@ -118,8 +118,17 @@ impl<'a> RequestFrame<'a> {
     ///
     /// Errors are [`Error::BadFrame`] with serde_json's message (NestForge's texts).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
-        let frame: RequestFrame<'a> =
-            serde_json::from_slice(bytes).map_err(|source| Error::BadFrame { source })?;
+        Self::checked(serde_json::from_slice(bytes))
+    }
+
+    /// [`decode`](Self::decode) for a text frame's payload: already UTF-8, its strings are
+    /// not validated again.
+    pub fn decode_str(text: &'a str) -> Result<Self, Error> {
+        Self::checked(serde_json::from_str(text))
+    }
+
+    fn checked(decoded: serde_json::Result<RequestFrame<'a>>) -> Result<Self, Error> {
+        let frame = decoded.map_err(|source| Error::BadFrame { source })?;
         if let Some(id) = frame.id {
             let message = match id.get().as_bytes().first() {
                 Some(b'"') => None,
@@ -149,11 +158,11 @@ impl<'a> RequestFrame<'a> {
 
 /// Writes `{"id":..,"pattern":..,"payload":` into `out`; the payload and [`reply_suffix`]
 /// follow. `id` is the request's id, verbatim JSON.
-pub(crate) fn reply_prefix(out: &mut impl Write, id: Option<&str>, pattern: &str) {
+pub(crate) fn reply_prefix(out: &mut impl Write, id: Option<&[u8]>, pattern: &str) {
     let _ = out.write_all(b"{");
     if let Some(id) = id {
         let _ = out.write_all(b"\"id\":");
-        let _ = out.write_all(id.as_bytes());
+        let _ = out.write_all(id);
         let _ = out.write_all(b",");
     }
     let _ = out.write_all(b"\"pattern\":");
@@ -321,7 +330,7 @@ mod tests {
             r#"{"pattern":"app.info","payload":{"app_name":"X","transport":"websocket"},"metadata":{"values":{}}}"#
         );
         let mut out = Vec::new();
-        reply_prefix(&mut out, Some("\"r1\""), "a\"b");
+        reply_prefix(&mut out, Some(b"\"r1\""), "a\"b");
         out.extend_from_slice(b"1");
         reply_suffix(
             &mut out,
