@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::io::Write;
 
 use bytes::buf::Writer;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -42,16 +42,43 @@ enum ReplyTo {
     Payload,
     /// A WebSocket reply frame for the request with this `id` and `metadata`.
     Frame {
-        id: Option<Bytes>,
+        id: Option<IdText>,
         metadata: TransportMetadata,
     },
+}
+
+/// A request's `id` JSON text, owned: inline up to 22 bytes (ids are short numbers or
+/// strings as a rule), so that keeping it for the reply costs no allocation.
+enum IdText {
+    Inline(u8, [u8; 22]),
+    Heap(Box<[u8]>),
+}
+
+impl IdText {
+    fn new(text: &str) -> Self {
+        let mut inline = [0; 22];
+        match inline.get_mut(..text.len()) {
+            Some(head) => {
+                head.copy_from_slice(text.as_bytes());
+                IdText::Inline(text.len() as u8, inline)
+            }
+            None => IdText::Heap(text.as_bytes().into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            IdText::Inline(len, bytes) => &bytes[..usize::from(*len)],
+            IdText::Heap(bytes) => bytes,
+        }
+    }
 }
 
 /// What a WebSocket reply frame carries besides the payload, owned by the handler's
 /// future so that the whole frame is written in one go when the handler finishes.
 struct FrameHead {
-    /// The request's `id`, verbatim JSON: a slice of the request frame's bytes.
-    id: Option<Bytes>,
+    /// The request's `id`, verbatim JSON.
+    id: Option<IdText>,
     /// The registry's copy of the pattern.
     pattern: Arc<str>,
     /// The request's metadata, echoed.
@@ -84,18 +111,8 @@ impl Failure {
 /// A request frame's payload: a text frame's is UTF-8 already.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Input<'a> {
-    Text(&'a Utf8Bytes),
-    Binary(&'a Bytes),
-}
-
-impl Input<'_> {
-    /// The frame's bytes, shared.
-    fn bytes(&self) -> &Bytes {
-        match self {
-            Input::Text(text) => text.as_ref(),
-            Input::Binary(bytes) => bytes,
-        }
-    }
+    Text(&'a str),
+    Binary(&'a [u8]),
 }
 
 thread_local! {
@@ -141,7 +158,7 @@ fn reply_with(
     let reply = write_reply(128, &mut |out| match head {
         None => result = payload(out),
         Some(head) => {
-            reply_prefix(out, head.id.as_deref(), &head.pattern);
+            reply_prefix(out, head.id.as_ref().map(IdText::as_bytes), &head.pattern);
             result = payload(out);
             reply_suffix(out, &head.metadata);
         }
@@ -266,7 +283,7 @@ impl MicroserviceRegistry {
         request: Input<'_>,
     ) -> Result<Option<Utf8Bytes>> {
         let frame = match request {
-            Input::Text(text) => RequestFrame::decode_str(text.as_str())?,
+            Input::Text(text) => RequestFrame::decode_str(text)?,
             Input::Binary(bytes) => RequestFrame::decode(bytes)?,
         };
         let payload = frame.payload.unwrap_or(RawValue::NULL);
@@ -291,9 +308,7 @@ impl MicroserviceRegistry {
                 // copy (none when it is empty, as it usually is).
                 let metadata = frame.metadata.clone();
                 let reply = ReplyTo::Frame {
-                    id: frame
-                        .id
-                        .map(|id| request.bytes().slice_ref(id.get().as_bytes())),
+                    id: frame.id.map(|id| IdText::new(id.get())),
                     metadata: frame.metadata,
                 };
                 let result = self
@@ -629,8 +644,7 @@ mod tests {
 
     fn dispatch(registry: &MicroserviceRegistry, frame: &str) -> Result<Option<Utf8Bytes>> {
         let ctx = WebSocketContext::detached(Providers::default());
-        let frame = Utf8Bytes::from(frame);
-        futures_lite::future::block_on(registry.dispatch(&ctx, Input::Text(&frame)))
+        futures_lite::future::block_on(registry.dispatch(&ctx, Input::Text(frame)))
     }
 
     #[test]
@@ -639,7 +653,19 @@ mod tests {
             .message("p", |n: u32, _| async move { Ok(n + 1) })
             .build();
         let long = format!("\"{}\"", "x".repeat(100));
-        for id in ["1", "-2.5e3", "\"\\u00e9t\\u00e9\"", long.as_str()] {
+        // 22 bytes are kept inline, 23 on the heap.
+        let (at_22, at_23) = (
+            format!("\"{}\"", "y".repeat(20)),
+            format!("\"{}\"", "z".repeat(21)),
+        );
+        for id in [
+            "1",
+            "-2.5e3",
+            "\"\\u00e9t\\u00e9\"",
+            &at_22,
+            &at_23,
+            long.as_str(),
+        ] {
             let frame = format!(r#"{{"kind":"message","pattern":"p","payload":1,"id":{id}}}"#);
             let reply = dispatch(&registry, &frame).unwrap().unwrap();
             assert_eq!(
@@ -657,10 +683,8 @@ mod tests {
             })
             .build();
         let ctx = WebSocketContext::detached(Providers::default());
-        let frame = Bytes::from_static(
-            br#"{"id":"r\"1","kind":"message","pattern":"p","payload":7,"metadata":{"values":{"k":"v"}}}"#,
-        );
-        let reply = futures_lite::future::block_on(registry.dispatch(&ctx, Input::Binary(&frame)));
+        let frame = br#"{"id":"r\"1","kind":"message","pattern":"p","payload":7,"metadata":{"values":{"k":"v"}}}"#;
+        let reply = futures_lite::future::block_on(registry.dispatch(&ctx, Input::Binary(frame)));
         assert_eq!(
             reply.unwrap().unwrap().as_str(),
             r#"{"id":"r\"1","pattern":"p","payload":"7:v","metadata":{"values":{"k":"v"}}}"#

@@ -133,10 +133,14 @@ impl<'a> RequestFrame<'a> {
             let message = match id.get().as_bytes().first() {
                 Some(b'"') => None,
                 // Echoed verbatim: a number outside f64's range (`1e400`) would make the reply
-                // and error frames unreadable for serde_json ("number out of range").
-                Some(b'-' | b'0'..=b'9') => serde_json::from_str::<f64>(id.get())
-                    .is_err()
-                    .then_some("`id` is a number out of range"),
+                // and error frames unreadable for serde_json ("number out of range"). An
+                // integer of up to 300 digits is inside it (the usual id: no parse).
+                Some(b'-' | b'0'..=b'9') => {
+                    let digits = id.get().trim_start_matches('-');
+                    let integer = digits.len() <= 300 && digits.bytes().all(|b| b.is_ascii_digit());
+                    (!integer && serde_json::from_str::<f64>(id.get()).is_err())
+                        .then_some("`id` is a number out of range")
+                }
                 _ => Some("`id` must be a number or a string"),
             };
             if let Some(message) = message {
@@ -294,6 +298,7 @@ mod tests {
 
     #[test]
     fn ids() {
+        let digits = |n| "9".repeat(n);
         for (id, ok) in [
             ("7", true),
             ("-1.5", true),
@@ -301,6 +306,12 @@ mod tests {
             ("{}", false),
             ("[1]", false),
             ("true", false),
+            // Integers: up to 300 digits pass unparsed, longer ones are parsed as f64.
+            (&*digits(300), true),
+            (&*format!("-{}", digits(308)), true),
+            (&*digits(309), false),
+            ("1e308", true),
+            ("-1e309", false),
         ] {
             let text = format!(r#"{{"kind":"message","pattern":"p","id":{id}}}"#);
             let r = RequestFrame::decode(text.as_bytes());
