@@ -2,7 +2,7 @@
 //! when its waker fired, in wake-up order. A minimal local executor, so that the server runs
 //! inside any executor (or a plain `block_on`) without spawning anywhere.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -25,6 +25,35 @@ type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 /// threads (BENCHMARKS.md, 2026-12-01). Much shorter turns cost a reactor turn (five
 /// syscalls) per few messages.
 const TURN: Duration = Duration::from_micros(200);
+
+thread_local! {
+    /// When the turn running on this thread began.
+    static TURN_STARTED: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The time for a connection's bookkeeping (when the peer was last heard, whether a
+/// timer is due): the start of the current turn on a thread running one (at most
+/// [`TURN`] and one poll ago), the clock elsewhere. One clock read per turn instead of
+/// two per message.
+pub(crate) fn now() -> Instant {
+    TURN_STARTED.with(Cell::get).unwrap_or_else(Instant::now)
+}
+
+/// Clears [`TURN_STARTED`] when a turn ends, unwinding included.
+struct TurnClock;
+
+impl TurnClock {
+    fn start(now: Instant) -> TurnClock {
+        TURN_STARTED.with(|t| t.set(Some(now)));
+        TurnClock
+    }
+}
+
+impl Drop for TurnClock {
+    fn drop(&mut self) {
+        TURN_STARTED.with(|t| t.set(None));
+    }
+}
 
 /// Futures spawned with [`Tasks::spawn`] run while [`Tasks::run`] is awaited.
 pub(crate) struct Tasks<'a> {
@@ -138,6 +167,8 @@ impl<'a> Tasks<'a> {
             std::mem::swap(&mut *batch, &mut *lock(&self.wakeups.ready));
         }
         let started = Instant::now();
+        let _clock = TurnClock::start(started);
+        let end = started + TURN;
         while let Some(slot) = batch.pop_front() {
             // Take the task out so that it can spawn (or be woken) while it runs.
             let taken = self
@@ -161,7 +192,7 @@ impl<'a> Tasks<'a> {
             } else {
                 slots.tasks[slot] = Some(running);
             }
-            if started.elapsed() >= TURN {
+            if Instant::now() >= end {
                 break;
             }
         }

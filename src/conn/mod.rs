@@ -30,6 +30,7 @@ use crate::log::event;
 use crate::push::{Drained, Outbox};
 use crate::shutdown::Signal;
 use crate::stats::Stats;
+use crate::tasks;
 
 pub use close::{close_code, CloseInfo};
 use close::{close_code_of, reason_for, Closer, Closing};
@@ -334,7 +335,7 @@ impl Conn {
                 framing.read(&mut live)
             };
             if std::mem::take(&mut self.heard) {
-                self.last_seen = Instant::now();
+                self.last_seen = tasks::now();
             }
             match read {
                 Ok(message) => {
@@ -375,7 +376,7 @@ impl Conn {
         // (the waker they hold is still this task's) is enough until one is due.
         let same_waker = (self.timer_waker.as_ref()).is_some_and(|w| w.will_wake(cx.waker()));
         if same_waker {
-            let now = Instant::now();
+            let now = tasks::now();
             let due = |timer: &Option<(Timer, Instant)>| timer.as_ref().is_some_and(|t| t.1 <= now);
             if !due(&self.ping_timer) && !due(&self.idle_timer) {
                 return false;
