@@ -99,8 +99,14 @@ fuzz_target!(|data: &[u8]| {
     ));
     let outcome = check_outcome(decoded.as_ref().ok(), &binary);
 
-    // A Text frame with the same bytes gives the same answer.
+    // A Text frame with the same bytes gives the same answer (decoded with `from_str`,
+    // the bytes of a Binary one with `from_slice`).
     if let Ok(text) = std::str::from_utf8(data) {
+        match (&decoded, &RequestFrame::decode_str(text)) {
+            (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}")),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => panic!("decode {a:?} but decode_str {b:?}"),
+        }
         let text = block_on(handle_websocket_microservice_message(
             &ctx,
             registry(),
@@ -124,6 +130,10 @@ fn check_outcome(
                 .unwrap_or_else(|e| panic!("reply is not JSON ({e}): {text}"));
             assert_eq!(json["pattern"].as_str(), Some(&*frame.pattern));
             assert_eq!(json.get("id").is_some(), frame.id.is_some(), "{text}");
+            if let Some(id) = frame.id {
+                // Echoed verbatim, first.
+                assert!(text.starts_with(&format!("{{\"id\":{},", id.get())), "{text}");
+            }
             assert!(json.get("payload").is_some() && json["metadata"]["values"].is_object());
             Some(text.to_owned())
         }
