@@ -36,17 +36,6 @@ type Route = Box<
         + Sync,
 >;
 
-/// What a message handler's future makes of its result.
-enum ReplyTo {
-    /// The payload alone (envelopes, brokers).
-    Payload,
-    /// A WebSocket reply frame for the request with this `id` and `metadata`.
-    Frame {
-        id: Option<IdText>,
-        metadata: TransportMetadata,
-    },
-}
-
 /// A request's `id` JSON text, owned: inline up to 22 bytes (ids are short numbers or
 /// strings as a rule), so that keeping it for the reply costs no allocation.
 enum IdText {
@@ -306,14 +295,16 @@ impl MicroserviceRegistry {
                 }
                 // The handler's context and the reply frame each carry the metadata: one
                 // copy (none when it is empty, as it usually is).
-                let metadata = frame.metadata.clone();
-                let reply = ReplyTo::Frame {
-                    id: frame.id.map(|id| IdText::new(id.get())),
-                    metadata: frame.metadata,
-                };
+                let (id, metadata) = (frame.id.map(|id| IdText::new(id.get())), frame.metadata);
                 let result = self
-                    .call_with(Kind::Message, &frame.pattern, payload, reply, |key| {
-                        MicroserviceContext::for_connection(ctx.clone(), key, metadata)
+                    .call_with(Kind::Message, &frame.pattern, payload, |key| {
+                        let head = FrameHead {
+                            id,
+                            pattern: Arc::clone(&key),
+                            metadata: metadata.clone(),
+                        };
+                        let ctx = MicroserviceContext::for_connection(ctx.clone(), key, metadata);
+                        (ctx, Some(head))
                     })
                     .await;
                 match result {
@@ -346,21 +337,24 @@ impl MicroserviceRegistry {
         metadata: TransportMetadata,
         ctx: &WebSocketContext,
     ) -> Result<Option<Utf8Bytes>> {
-        self.call_with(kind, pattern, payload, ReplyTo::Payload, |key| {
-            MicroserviceContext::for_connection(ctx.clone(), key, metadata)
+        self.call_with(kind, pattern, payload, |key| {
+            (
+                MicroserviceContext::for_connection(ctx.clone(), key, metadata),
+                None,
+            )
         })
         .await
     }
 
-    /// [`call`](Self::call) with the handler's context made by `context` from the
-    /// registry's copy of the pattern.
+    /// [`call`](Self::call) with the handler's context, and the head of the reply frame
+    /// for a WebSocket request (`None`: the reply is the payload alone), made by `parts`
+    /// from the registry's copy of the pattern.
     async fn call_with(
         &self,
         kind: Kind,
         pattern: &str,
         payload: &RawValue,
-        reply: ReplyTo,
-        context: impl FnOnce(Arc<str>) -> MicroserviceContext,
+        parts: impl FnOnce(Arc<str>) -> (MicroserviceContext, Option<FrameHead>),
     ) -> Result<Option<Utf8Bytes>> {
         let routes = match kind {
             Kind::Message => &self.routes.messages,
@@ -372,15 +366,8 @@ impl MicroserviceRegistry {
                 request: Request::new(None, pattern),
             });
         };
-        let head = match reply {
-            ReplyTo::Payload => None,
-            ReplyTo::Frame { id, metadata } => Some(FrameHead {
-                id,
-                pattern: Arc::clone(key),
-                metadata,
-            }),
-        };
-        let future = route(payload.get(), context(Arc::clone(key)), head)
+        let (ctx, head) = parts(Arc::clone(key));
+        let future = route(payload.get(), ctx, head)
             .map_err(|source| Failure::Payload(source).into_error(kind, pattern))?;
         future
             .await
@@ -434,15 +421,9 @@ impl MicroserviceRegistry {
         ctx: MicroserviceContext,
     ) -> Result<()> {
         let payload = raw_payload(Kind::Event, &envelope.pattern, &envelope.payload)?;
-        self.call_with(
-            Kind::Event,
-            &envelope.pattern,
-            &payload,
-            ReplyTo::Payload,
-            |_| ctx,
-        )
-        .await
-        .map(drop)
+        self.call_with(Kind::Event, &envelope.pattern, &payload, |_| (ctx, None))
+            .await
+            .map(drop)
     }
 
     /// [`dispatch_message`](Self::dispatch_message)'s reply as JSON text (for clients that
@@ -454,13 +435,7 @@ impl MicroserviceRegistry {
     ) -> Result<Utf8Bytes> {
         let payload = raw_payload(Kind::Message, &envelope.pattern, &envelope.payload)?;
         let reply = self
-            .call_with(
-                Kind::Message,
-                &envelope.pattern,
-                &payload,
-                ReplyTo::Payload,
-                |_| ctx,
-            )
+            .call_with(Kind::Message, &envelope.pattern, &payload, |_| (ctx, None))
             .await?;
         Ok(reply.unwrap_or_default())
     }
