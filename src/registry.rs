@@ -155,20 +155,6 @@ fn reply_with(
     result.map(|()| reply)
 }
 
-/// The WebSocket reply frame for a request's `id`, `pattern` and `metadata`.
-fn reply_frame(
-    id: Option<&RawValue>,
-    pattern: &str,
-    payload: &str,
-    metadata: &TransportMetadata,
-) -> Utf8Bytes {
-    write_reply(64 + pattern.len() + payload.len(), &mut |out| {
-        reply_prefix(out, id.map(|id| id.get().as_bytes()), pattern);
-        let _ = out.write_all(payload.as_bytes());
-        reply_suffix(out, metadata);
-    })
-}
-
 /// The pattern table: message handlers (they reply) and event handlers (they do not),
 /// in two namespaces, matched exactly. Immutable once built; clones share it.
 ///
@@ -289,9 +275,20 @@ impl MicroserviceRegistry {
                         });
                     };
                     let response = forwarded.await?;
-                    let frame =
-                        reply_frame(frame.id, &frame.pattern, response.get(), &frame.metadata);
-                    return Ok(Some(frame));
+                    let head = FrameHead {
+                        id: frame.id.map(|id| IdText::new(id.get())),
+                        pattern: Arc::from(&*frame.pattern),
+                        metadata: frame.metadata,
+                    };
+                    // The broker's reply is JSON text already: copied in as it is.
+                    let reply = reply_with(Some(&head), &mut |out| {
+                        out.write_all(response.get().as_bytes())
+                            .map_err(serde_json::Error::io)
+                    });
+                    return reply.map(Some).map_err(|source| Error::Serialize {
+                        request: Request::new(frame.id, &head.pattern),
+                        source,
+                    });
                 }
                 // The handler's context and the reply frame each carry the metadata: one
                 // copy (none when it is empty, as it usually is).
