@@ -3,7 +3,7 @@
 //!
 //! [`Framing`]: super::Framing
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -43,6 +43,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for AnyStream<S> {
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
+    fn poll_read_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read_vectored(cx, bufs)
+    }
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for AnyStream<S> {
@@ -81,8 +88,14 @@ pub(super) struct Live<'a, 'b> {
     pub(super) drained: &'a mut u8,
 }
 
-impl Read for Live<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl Live<'_, '_> {
+    /// One read of up to `offered` bytes, made by `read` unless the turn's byte budget is
+    /// spent or the socket is known to be empty.
+    fn read_with(
+        &mut self,
+        offered: usize,
+        read: impl FnOnce(Pin<&mut dyn Io>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> io::Result<usize> {
         if *self.read_left == 0 {
             self.cx.waker().wake_by_ref();
             return Err(io::ErrorKind::WouldBlock.into());
@@ -90,11 +103,11 @@ impl Read for Live<'_, '_> {
         if still_drained(self.io, self.cx, self.drained)? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        match Pin::new(&mut *self.io).poll_read(self.cx, buf) {
+        match read(Pin::new(&mut *self.io), self.cx) {
             Poll::Ready(Ok(n)) => {
                 *self.read_left = self.read_left.saturating_sub(n);
                 *self.heard |= n > 0;
-                if n > 0 && n < buf.len() {
+                if n > 0 && n < offered {
                     *self.drained = u8::from(self.io.arm_readable(self.cx));
                 }
                 Ok(n)
@@ -102,6 +115,16 @@ impl Read for Live<'_, '_> {
             Poll::Ready(Err(e)) => Err(e),
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
+    }
+}
+
+impl Read for Live<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_with(buf.len(), |io, cx| io.poll_read(cx, buf))
+    }
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let offered = bufs.iter().map(|b| b.len()).sum();
+        self.read_with(offered, |io, cx| io.poll_read_vectored(cx, bufs))
     }
 }
 

@@ -1,6 +1,6 @@
 //! TCP listener and stream on the loop's reactor.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -74,6 +74,18 @@ impl AsyncRead for EdgeTcp {
             stream,
         } = self.get_mut();
         registration.poll_io(Dir::Read, cx, &mut || (&*stream).read(buf))
+    }
+
+    fn poll_read_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let EdgeTcp {
+            registration,
+            stream,
+        } = self.get_mut();
+        registration.poll_io(Dir::Read, cx, &mut || (&*stream).read_vectored(bufs))
     }
 }
 

@@ -4,7 +4,7 @@
 //! read of it arrived (so a header alone commits only the bytes sent).
 
 use std::cell::RefCell;
-use std::io::{self, Cursor, Read};
+use std::io::{self, Cursor, IoSliceMut, Read};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tungstenite::error::{CapacityError, Error, ProtocolError, Result};
@@ -83,7 +83,7 @@ impl Input {
                     if large.filled == large.start + len {
                         return Ok(Some(self.finish_large(fragments)));
                     }
-                    if large.read(stream, len)? == 0 {
+                    if large.read(stream, len, &mut self.buf, limits.read_buffer)? == 0 {
                         return Ok(None);
                     }
                     continue;
@@ -104,7 +104,8 @@ impl Input {
                     // of its payload came in: a header alone commits no large buffer.
                     let (mut buf, fragment) = match self.fragment_buffer(len, limits, fragments)? {
                         Some(buf) => (buf, true),
-                        None => (Vec::new(), false),
+                        // The size its first read grows it to (see `Large::read`).
+                        None => (Vec::with_capacity(next_size(len, self.buf.len())), false),
                     };
                     let start = buf.len();
                     buf.extend_from_slice(&self.buf);
@@ -239,17 +240,54 @@ impl Input {
 
 impl Large {
     /// Reads more of a `len`-byte payload, growing the buffer with the bytes received (at
-    /// most doubling), so that a header alone commits little memory.
-    fn read(&mut self, stream: &mut impl Read, len: usize) -> io::Result<usize> {
+    /// most doubling), so that a header alone commits little memory. The read that can
+    /// complete the payload also takes up to `tail_max` bytes behind it (the next frame's
+    /// header and first bytes) into `tail`, through the thread's scratch buffer: one read
+    /// per large frame when frames queue up, not two.
+    fn read(
+        &mut self,
+        stream: &mut impl Read,
+        len: usize,
+        tail: &mut BytesMut,
+        tail_max: usize,
+    ) -> io::Result<usize> {
+        let end = self.start + len;
         if self.buf.len() == self.filled {
-            let end = self.start + len;
-            let target = end.min((self.filled * 2).max(self.start + LARGE_FIRST));
+            let target = self.start + next_size(len, self.filled - self.start);
             self.buf.resize(target, 0);
         }
-        let n = stream.read(&mut self.buf[self.filled..])?;
-        self.filled += n;
-        Ok(n)
+        if self.buf.len() < end {
+            let n = stream.read(&mut self.buf[self.filled..])?;
+            self.filled += n;
+            return Ok(n);
+        }
+        debug_assert!(
+            tail.is_empty(),
+            "a large payload is read with nothing buffered"
+        );
+        SCRATCH.with_borrow_mut(|scratch| {
+            if scratch.len() < tail_max {
+                scratch.resize(tail_max, 0);
+            }
+            let rest = end - self.filled;
+            let mut bufs = [
+                IoSliceMut::new(&mut self.buf[self.filled..end]),
+                IoSliceMut::new(&mut scratch[..tail_max]),
+            ];
+            let n = stream.read_vectored(&mut bufs)?;
+            self.filled += n.min(rest);
+            if n > rest {
+                *tail = BytesMut::from(&scratch[..n - rest]);
+            }
+            Ok(n)
+        })
     }
+}
+
+/// The size the buffer of a `len`-byte payload of which `filled` bytes arrived grows to next:
+/// at most double what arrived, at least `LARGE_FIRST`, at most the payload.
+fn next_size(len: usize, filled: usize) -> usize {
+    len.min((filled * 2).max(LARGE_FIRST))
 }
 
 /// XORs `buf` with the 4-byte `mask`, eight bytes at a time.

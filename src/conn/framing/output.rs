@@ -1,9 +1,9 @@
 //! Frames waiting for the socket: headers and small payloads copied into one buffer, large
 //! payloads kept as the `Bytes` they came in (no copy) and written with `writev`.
 //!
-//! Nothing is held once everything is written: the buffer goes back to a per-thread spare
-//! that the next connection to write takes, so a flush costs no allocation and an idle
-//! connection no memory.
+//! Nothing is held once everything is written: the buffer and the queue of parts go back to
+//! per-thread spares that the next connection to write takes, so a flush costs no
+//! allocation and an idle connection no memory.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -20,8 +20,13 @@ const MAX_SLICES: usize = 16;
 /// The spare buffer is kept only up to this capacity.
 const SPARE_MAX: usize = 64 * 1024;
 
+/// The spare queue of parts is kept only up to this capacity.
+const PARTS_SPARE_MAX: usize = 64;
+
 thread_local! {
     static SPARE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// An empty queue of parts, for the same reason.
+    static PARTS_SPARE: RefCell<VecDeque<Part>> = const { RefCell::new(VecDeque::new()) };
 }
 
 /// A payload to be written after `buf[..at]`.
@@ -69,6 +74,9 @@ impl Output {
         self.buf.extend_from_slice(header);
         match payload {
             Payload::Owned(data) if data.len() >= BY_REFERENCE => {
+                if self.parts.capacity() == 0 {
+                    self.parts = PARTS_SPARE.with_borrow_mut(std::mem::take);
+                }
                 self.parts_len += data.len();
                 self.parts.push_back(Part {
                     at: self.buf.len(),
@@ -152,7 +160,14 @@ impl Output {
         let mut buf = std::mem::take(&mut self.buf);
         self.sent = 0;
         if self.parts.capacity() > 0 {
-            self.parts = VecDeque::new();
+            let parts = std::mem::take(&mut self.parts);
+            if parts.capacity() <= PARTS_SPARE_MAX {
+                PARTS_SPARE.with_borrow_mut(|spare| {
+                    if spare.capacity() < parts.capacity() {
+                        *spare = parts;
+                    }
+                });
+            }
         }
         if buf.capacity() > 0 && buf.capacity() <= SPARE_MAX {
             buf.clear();

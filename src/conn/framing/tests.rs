@@ -1,7 +1,7 @@
 //! Framing over an in-memory stream: RFC 6455 vectors, the buffer policy (what is held while
 //! idle, how large payloads are read), the close handshake and the write bound.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSliceMut, Read, Write};
 
 use tungstenite::error::{CapacityError, Error, ProtocolError};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -38,12 +38,21 @@ impl Stream {
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.asked.push(buf.len());
+        self.read_vectored(&mut [IoSliceMut::new(buf)])
+    }
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.asked.push(bufs.iter().map(|b| b.len()).sum());
         if self.at == self.input.len() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = buf.len().min(self.chunk).min(self.input.len() - self.at);
-        buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
+        let mut left = self.chunk.min(self.input.len() - self.at);
+        let mut n = 0;
+        for buf in bufs {
+            let step = buf.len().min(left);
+            buf[..step].copy_from_slice(&self.input[self.at + n..self.at + n + step]);
+            n += step;
+            left -= step;
+        }
         self.at += n;
         Ok(n)
     }
@@ -166,9 +175,77 @@ fn large_fragments_are_read_straight_into_the_message() {
         ws.read(&mut stream).unwrap(),
         Message::Text(text.as_str().into())
     );
-    // Per fragment: one 4 KiB read (header and start), one for the rest of its payload.
-    assert!(stream.asked.len() <= 2 * chunks.len(), "{:?}", stream.asked);
+    // One 4 KiB read (the first header and start), then one per fragment: the rest of its
+    // payload and the next header with the start of the next payload.
+    assert_eq!(stream.asked.len(), chunks.len() + 1, "{:?}", stream.asked);
     assert_eq!(ws.held(), 0);
+}
+
+#[test]
+fn queued_large_frames_take_one_read_each() {
+    let config = WebSocketConfig::default()
+        .max_frame_size(1 << 20)
+        .max_message_size(1 << 20);
+    let payloads: Vec<Vec<u8>> = (0..4u8)
+        .map(|k| {
+            (0..60 * 1024 + k as usize * 1000)
+                .map(|i| (i as u8) ^ k)
+                .collect()
+        })
+        .collect();
+    let mut input = Vec::new();
+    for p in &payloads {
+        input.extend(frame(true, 2, p));
+    }
+    input.extend(frame(true, 1, b"small behind"));
+    let mut ws = Framing::new(&[], &config);
+    let mut stream = Stream::new(input, usize::MAX);
+    for p in &payloads {
+        assert_eq!(
+            ws.read(&mut stream).unwrap(),
+            Message::Binary(p.clone().into())
+        );
+    }
+    assert_eq!(ws.read(&mut stream).unwrap(), Message::text("small behind"));
+    // The first read brings a header and the start of the first payload; each later read
+    // the rest of a payload and what follows it, up to one read buffer.
+    assert_eq!(stream.asked.len(), 1 + payloads.len(), "{:?}", stream.asked);
+    assert_eq!(stream.asked[0], config.read_buffer_size);
+    assert!(would_block(&ws.read(&mut stream).unwrap_err()));
+    assert_eq!(ws.held(), 0);
+}
+
+#[test]
+fn a_large_payload_arriving_in_pieces_ends_on_a_frame_boundary() {
+    // 1 KiB per read: the tail read behind a payload's end keeps the bytes of the next
+    // frame, however they are cut.
+    let config = WebSocketConfig::default()
+        .max_frame_size(1 << 20)
+        .max_message_size(1 << 20);
+    let big: Vec<u8> = (0..70_000).map(|i| (i * 13) as u8).collect();
+    let mut input = frame(true, 2, &big);
+    input.extend(frame(true, 2, &big[..3]));
+    input.extend(frame(true, 2, &big));
+    let mut ws = Framing::new(&[], &config);
+    for chunk in [1024, 4096 + 3, 65_536 - 1, 70_000 + 14 + 5] {
+        let mut stream = Stream::new(input.clone(), chunk);
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match ws.read(&mut stream) {
+                Ok(m) => got.push(m),
+                Err(e) if would_block(&e) => assert!(stream.at < stream.input.len()),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got[0], Message::Binary(big.clone().into()), "chunk {chunk}");
+        assert_eq!(
+            got[1],
+            Message::Binary(big[..3].to_vec().into()),
+            "chunk {chunk}"
+        );
+        assert_eq!(got[2], Message::Binary(big.clone().into()), "chunk {chunk}");
+        assert_eq!(ws.held(), 0);
+    }
 }
 
 #[test]
