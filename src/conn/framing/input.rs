@@ -4,7 +4,7 @@
 //! read of it arrived (so a header alone commits only the bytes sent).
 
 use std::cell::RefCell;
-use std::io::{self, Cursor, IoSliceMut, Read};
+use std::io::{self, IoSliceMut, Read};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tungstenite::error::{CapacityError, Error, ProtocolError, Result};
@@ -12,6 +12,7 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 
 use super::fragments::{too_long, Fragments};
+use super::header;
 use super::Limits;
 
 thread_local! {
@@ -127,14 +128,9 @@ impl Input {
 
     /// Parses the next frame header out of `buf` (if complete) and checks it.
     fn parse_header(&mut self, limits: &Limits) -> Result<()> {
-        if self.buf.len() < 2 {
-            return Ok(()); // the shortest header: no need to ask the codec
-        }
-        let mut cursor = Cursor::new(&self.buf[..]);
-        let Some((header, len)) = FrameHeader::parse(&mut cursor)? else {
+        let Some((header, len, used)) = header::decode(&self.buf)? else {
             return Ok(());
         };
-        let used = cursor.position() as usize;
         self.buf.advance(used);
         if self.buf.is_empty() {
             self.buf = BytesMut::new();

@@ -2,7 +2,9 @@
 //! buffers that cost nothing while a connection is idle.
 //!
 //! Same contract as tungstenite's sans-I/O `WebSocketContext` (same messages, errors and
-//! close handshake; its frame-header codec is reused), with a different buffer policy:
+//! close handshake, its `FrameHeader` type), with a different buffer policy:
+//! - `header`: the frame header codec over byte slices (tungstenite's results, tested
+//!   against it);
 //! - `input`: small reads land in one per-thread scratch buffer and only the bytes received
 //!   are kept, released once parsed; a payload larger than `read_buffer_size` is read
 //!   straight into a buffer of its own (or, for a fragment, into its message's reassembly
@@ -11,7 +13,7 @@
 //! - `output`: large payloads are queued by reference and written with `writev`; the write
 //!   buffer goes back to a per-thread spare once the socket took it all.
 
-use std::io::{self, Cursor, Read, Write};
+use std::io::{self, Read, Write};
 
 use bytes::Bytes;
 use tungstenite::error::{Error, ProtocolError, Result};
@@ -23,6 +25,7 @@ use tungstenite::Message;
 use crate::config::WebSocketConfig;
 
 mod fragments;
+mod header;
 mod input;
 mod output;
 
@@ -383,12 +386,9 @@ impl Framing {
             Payload::Owned(data) => data.len(),
             Payload::Borrowed(data) => data.len(),
         };
-        let mut encoded = Cursor::new([0u8; MAX_HEADER]);
-        header
-            .format(len as u64, &mut encoded)
-            .expect("a header fits in 14 bytes");
-        let used = encoded.position() as usize;
-        self.out.push(&encoded.get_ref()[..used], payload);
+        let mut encoded = [0u8; MAX_HEADER];
+        let used = header::encode(header, len as u64, &mut encoded);
+        self.out.push(&encoded[..used], payload);
     }
 }
 
