@@ -30,6 +30,22 @@ impl Read for Stream<'_> {
         self.input = &self.input[n..];
         Ok(n)
     }
+    // Like a socket's `readv`: the buffers in order, `chunk` bytes in all.
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        if self.input.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut left = self.chunk.min(self.input.len());
+        let mut n = 0;
+        for buf in bufs {
+            let step = buf.len().min(left);
+            buf[..step].copy_from_slice(&self.input[n..n + step]);
+            n += step;
+            left -= step;
+        }
+        self.input = &self.input[n..];
+        Ok(n)
+    }
 }
 
 impl Write for Stream<'_> {

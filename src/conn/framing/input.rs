@@ -120,8 +120,10 @@ impl Input {
                     continue;
                 }
             }
-            if self.fill(stream, limits.read_buffer)? == 0 {
-                return Ok(None);
+            match self.fill(stream, limits)? {
+                Filled::Bytes(0) => return Ok(None),
+                Filled::Bytes(_) => {}
+                Filled::Frame(payload) => return Ok(Some(self.finish(payload))),
             }
         }
     }
@@ -135,27 +137,8 @@ impl Input {
         if self.buf.is_empty() {
             self.buf = BytesMut::new();
         }
-        if len > limits.max_frame as u64 {
-            return Err(Error::Capacity(CapacityError::MessageTooLong {
-                size: usize::try_from(len).unwrap_or(usize::MAX),
-                max_size: limits.max_frame,
-            }));
-        }
-        if header.rsv1 || header.rsv2 || header.rsv3 {
-            return Err(Error::Protocol(ProtocolError::NonZeroReservedBits));
-        }
-        if header.mask.is_none() {
-            return Err(Error::Protocol(ProtocolError::UnmaskedFrameFromClient));
-        }
-        if let OpCode::Control(_) = header.opcode {
-            if !header.is_final {
-                return Err(Error::Protocol(ProtocolError::FragmentedControlFrame));
-            }
-            if len > 125 {
-                return Err(Error::Protocol(ProtocolError::ControlFrameTooBig));
-            }
-        }
-        self.header = Some((header, len as usize));
+        let len = check(&header, len, limits)?;
+        self.header = Some((header, len));
         Ok(())
     }
 
@@ -215,23 +198,44 @@ impl Input {
         Ok(Some(std::mem::take(&mut fragments.data)))
     }
 
-    /// Reads up to `want` bytes (at least a frame header, see `Limits::read_buffer`) into
-    /// `buf`, through the thread's scratch buffer, so that only the bytes received are
-    /// allocated.
-    fn fill(&mut self, stream: &mut impl Read, want: usize) -> io::Result<usize> {
+    /// Reads up to a read buffer of bytes (at least a frame header, see
+    /// `Limits::read_buffer`) into `buf`, through the thread's scratch buffer, so that only
+    /// the bytes received are allocated. When the read brought exactly one whole frame and
+    /// nothing was buffered (the usual case with one request in flight), the frame's header
+    /// is taken and its payload alone copied out: [`Filled::Frame`].
+    fn fill(&mut self, stream: &mut impl Read, limits: &Limits) -> Result<Filled> {
         SCRATCH.with_borrow_mut(|scratch| {
+            let want = limits.read_buffer;
             if scratch.len() < want {
                 scratch.resize(want, 0);
             }
             let n = stream.read(&mut scratch[..want])?;
-            if self.buf.is_empty() {
-                self.buf = BytesMut::from(&scratch[..n]);
-            } else {
-                self.buf.extend_from_slice(&scratch[..n]);
+            let got = &scratch[..n];
+            if !self.buf.is_empty() {
+                self.buf.extend_from_slice(got);
+                return Ok(Filled::Bytes(n));
             }
-            Ok(n)
+            if self.header.is_none() {
+                if let Some((header, len, used)) = header::decode(got)? {
+                    if len == (n - used) as u64 {
+                        let len = check(&header, len, limits)?;
+                        self.header = Some((header, len));
+                        return Ok(Filled::Frame(got[used..].to_vec()));
+                    }
+                }
+            }
+            self.buf = BytesMut::from(got);
+            Ok(Filled::Bytes(n))
         })
     }
+}
+
+/// What [`Input::fill`] read.
+enum Filled {
+    /// This many bytes, now in `Input::buf`.
+    Bytes(usize),
+    /// The payload of a whole frame (still masked), whose header is `Input::header`.
+    Frame(Vec<u8>),
 }
 
 impl Large {
@@ -278,6 +282,31 @@ impl Large {
             Ok(n)
         })
     }
+}
+
+/// Checks a client frame's header against RFC 6455 and the limits; its payload length.
+fn check(header: &FrameHeader, len: u64, limits: &Limits) -> Result<usize> {
+    if len > limits.max_frame as u64 {
+        return Err(Error::Capacity(CapacityError::MessageTooLong {
+            size: usize::try_from(len).unwrap_or(usize::MAX),
+            max_size: limits.max_frame,
+        }));
+    }
+    if header.rsv1 || header.rsv2 || header.rsv3 {
+        return Err(Error::Protocol(ProtocolError::NonZeroReservedBits));
+    }
+    if header.mask.is_none() {
+        return Err(Error::Protocol(ProtocolError::UnmaskedFrameFromClient));
+    }
+    if let OpCode::Control(_) = header.opcode {
+        if !header.is_final {
+            return Err(Error::Protocol(ProtocolError::FragmentedControlFrame));
+        }
+        if len > 125 {
+            return Err(Error::Protocol(ProtocolError::ControlFrameTooBig));
+        }
+    }
+    Ok(len as usize)
 }
 
 /// The size the buffer of a `len`-byte payload of which `filled` bytes arrived grows to next:

@@ -118,6 +118,53 @@ fn rfc6455_masked_hello_byte_by_byte_and_nothing_held_after() {
 }
 
 #[test]
+fn a_read_of_exactly_one_frame_gives_its_payload_and_keeps_nothing() {
+    // Each read brings one whole frame (the chunk is the frame's size): the payload is
+    // copied out of the scratch buffer alone; the limits and the RFC checks still apply.
+    let frames = [
+        (frame(true, 2, b"binary"), Message::binary(&b"binary"[..])),
+        (frame(true, 9, b""), Message::Ping(Default::default())),
+        (frame(true, 1, "ünï".as_bytes()), Message::text("ünï")),
+    ];
+    let mut ws = framing();
+    for (bytes, expected) in frames {
+        let mut stream = Stream::new(bytes.clone(), bytes.len());
+        assert_eq!(ws.read(&mut stream).unwrap(), expected);
+        assert_eq!(stream.asked.len(), 1);
+        assert_eq!(ws.input.buffered(), 0);
+    }
+    type Check = fn(&Error) -> bool;
+    let cases: [(Vec<u8>, Check); 4] = [
+        (frame(true, 1, &[0xff]), |e| matches!(e, Error::Utf8(_))),
+        (frame(true, 2, &[0; 16 * 1024 + 1]), |e| {
+            matches!(e, Error::Capacity(CapacityError::MessageTooLong { .. }))
+        }),
+        (
+            {
+                let mut f = frame(true, 2, b"x");
+                f[0] |= 0x40;
+                f
+            },
+            |e| matches!(e, Error::Protocol(ProtocolError::NonZeroReservedBits)),
+        ),
+        (
+            {
+                let mut f = frame(false, 9, b"x");
+                f[0] &= 0x7f;
+                f
+            },
+            |e| matches!(e, Error::Protocol(ProtocolError::FragmentedControlFrame)),
+        ),
+    ];
+    for (bytes, expected) in cases {
+        let mut ws = framing();
+        let mut stream = Stream::new(bytes.clone(), bytes.len());
+        let e = ws.read(&mut stream).unwrap_err();
+        assert!(expected(&e), "{e:?}");
+    }
+}
+
+#[test]
 fn pipelined_frames_behind_the_upgrade_head_then_in_one_read() {
     let mut ahead = frame(true, 1, b"first");
     ahead.extend(frame(true, 2, b"second"));
