@@ -1,7 +1,9 @@
 //! Received bytes to frames: small reads land in one per-thread scratch buffer and only the
-//! bytes received are kept (released once parsed); a payload larger than a read is read
-//! straight into a buffer of its own, or into its message's reassembly buffer, once half a
-//! read of it arrived (so a header alone commits only the bytes sent).
+//! bytes received are kept (released once parsed; a read of exactly one frame keeps only its
+//! payload); a payload larger than a read is read straight into a buffer of its own, or into
+//! its message's reassembly buffer, once half a read of it arrived (so a header alone
+//! commits only the bytes sent), and the read that completes it also takes the bytes behind
+//! it (`readv`), so queued large frames take one read each.
 
 use std::cell::RefCell;
 use std::io::{self, IoSliceMut, Read};

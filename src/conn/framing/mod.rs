@@ -8,10 +8,12 @@
 //! - `input`: small reads land in one per-thread scratch buffer and only the bytes received
 //!   are kept, released once parsed; a payload larger than `read_buffer_size` is read
 //!   straight into a buffer of its own (or, for a fragment, into its message's reassembly
-//!   buffer) with reads as large as the bytes still missing;
+//!   buffer) with reads as large as the bytes still missing, the last one also taking the
+//!   bytes behind it;
 //! - `fragments`: reassembly, the message limit and UTF-8 checked fragment by fragment;
 //! - `output`: large payloads are queued by reference and written with `writev`; the write
-//!   buffer goes back to a per-thread spare once the socket took it all.
+//!   buffer and the queue of large payloads go back to per-thread spares once the socket took
+//!   it all.
 
 use std::io::{self, Read, Write};
 
