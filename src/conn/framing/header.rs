@@ -35,10 +35,15 @@ pub(super) fn decode(buf: &[u8]) -> Result<Option<(FrameHeader, u64, usize)>> {
     } else {
         None
     };
-    let opcode = OpCode::from(first & 0x0f);
-    if let OpCode::Control(Control::Reserved(_)) | OpCode::Data(Data::Reserved(_)) = opcode {
-        return Err(Error::Protocol(ProtocolError::InvalidOpcode(first & 0x0f)));
-    }
+    let opcode = match first & 0x0f {
+        0 => OpCode::Data(Data::Continue),
+        1 => OpCode::Data(Data::Text),
+        2 => OpCode::Data(Data::Binary),
+        8 => OpCode::Control(Control::Close),
+        9 => OpCode::Control(Control::Ping),
+        10 => OpCode::Control(Control::Pong),
+        reserved => return Err(Error::Protocol(ProtocolError::InvalidOpcode(reserved))),
+    };
     let used = buf.len() - rest.len() + if mask.is_some() { 4 } else { 0 };
     let header = FrameHeader {
         is_final: first & 0x80 != 0,
