@@ -143,7 +143,7 @@ mod tests {
                 let mut buf = vec![first, second];
                 buf.extend_from_slice(&[0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0]);
                 buf.extend_from_slice(&[1, 2, 3, 4, 5]);
-                for end in [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 13, 14, 15] {
+                for end in 0..=15 {
                     same(decode(&buf[..end]), &buf[..end]);
                 }
             }

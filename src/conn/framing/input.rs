@@ -2,8 +2,9 @@
 //! bytes received are kept (released once parsed; a read of exactly one frame keeps only its
 //! payload); a payload larger than a read is read straight into a buffer of its own, or into
 //! its message's reassembly buffer, once half a read of it arrived (so a header alone
-//! commits only the bytes sent), and the read that completes it also takes the bytes behind
-//! it (`readv`), so queued large frames take one read each.
+//! commits only the bytes sent), growing in doubling steps from 64 KiB; the read that
+//! completes it also takes the bytes behind it (`readv`), so queued frames of up to 64 KiB
+//! (or fragments, each after the first) take one read each.
 
 use std::cell::RefCell;
 use std::io::{self, IoSliceMut, Read};
@@ -108,7 +109,7 @@ impl Input {
                     let (mut buf, fragment) = match self.fragment_buffer(len, limits, fragments)? {
                         Some(buf) => (buf, true),
                         // The size its first read grows it to (see `Large::read`).
-                        None => (Vec::with_capacity(next_size(len, self.buf.len())), false),
+                        None => (Vec::with_capacity(first_size(len, self.buf.len())), false),
                     };
                     let start = buf.len();
                     buf.extend_from_slice(&self.buf);
@@ -206,12 +207,8 @@ impl Input {
     /// nothing was buffered (the usual case with one request in flight), the frame's header
     /// is taken and its payload alone copied out: [`Filled::Frame`].
     fn fill(&mut self, stream: &mut impl Read, limits: &Limits) -> Result<Filled> {
-        SCRATCH.with_borrow_mut(|scratch| {
-            let want = limits.read_buffer;
-            if scratch.len() < want {
-                scratch.resize(want, 0);
-            }
-            let n = stream.read(&mut scratch[..want])?;
+        with_scratch(limits.read_buffer, |scratch| {
+            let n = stream.read(scratch)?;
             let got = &scratch[..n];
             if !self.buf.is_empty() {
                 self.buf.extend_from_slice(got);
@@ -244,8 +241,8 @@ impl Large {
     /// Reads more of a `len`-byte payload, growing the buffer with the bytes received (at
     /// most doubling), so that a header alone commits little memory. The read that can
     /// complete the payload also takes up to `tail_max` bytes behind it (the next frame's
-    /// header and first bytes) into `tail`, through the thread's scratch buffer: one read
-    /// per large frame when frames queue up, not two.
+    /// header and first bytes) into `tail`, through the thread's scratch buffer: the last
+    /// read of a payload is also the first of the next frame.
     fn read(
         &mut self,
         stream: &mut impl Read,
@@ -255,7 +252,9 @@ impl Large {
     ) -> io::Result<usize> {
         let end = self.start + len;
         if self.buf.len() == self.filled {
-            let target = self.start + next_size(len, self.filled - self.start);
+            // At most double what the buffer holds: for a fragment, the message so far too
+            // (so that each fragment after the first takes one read when it is queued).
+            let target = end.min((self.filled * 2).max(self.start + LARGE_FIRST));
             self.buf.resize(target, 0);
         }
         if self.buf.len() < end {
@@ -267,16 +266,13 @@ impl Large {
             tail.is_empty(),
             "a large payload is read with nothing buffered"
         );
-        SCRATCH.with_borrow_mut(|scratch| {
-            if scratch.len() < tail_max {
-                scratch.resize(tail_max, 0);
-            }
+        with_scratch(tail_max, |scratch| {
             let rest = end - self.filled;
             let mut bufs = [
                 IoSliceMut::new(&mut self.buf[self.filled..end]),
-                IoSliceMut::new(&mut scratch[..tail_max]),
+                IoSliceMut::new(scratch),
             ];
-            let n = stream.read_vectored(&mut bufs)?;
+            let n = stream.read_vectored(&mut bufs)?.min(rest + tail_max);
             self.filled += n.min(rest);
             if n > rest {
                 *tail = BytesMut::from(&scratch[..n - rest]);
@@ -311,10 +307,24 @@ fn check(header: &FrameHeader, len: u64, limits: &Limits) -> Result<usize> {
     Ok(len as usize)
 }
 
-/// The size the buffer of a `len`-byte payload of which `filled` bytes arrived grows to next:
-/// at most double what arrived, at least `LARGE_FIRST`, at most the payload.
-fn next_size(len: usize, filled: usize) -> usize {
+/// The size a buffer of its own for a `len`-byte payload of which `filled` bytes arrived
+/// starts at: what `Large::read` grows it to first (at most double what arrived, at least
+/// `LARGE_FIRST`, at most the payload).
+fn first_size(len: usize, filled: usize) -> usize {
     len.min((filled * 2).max(LARGE_FIRST))
+}
+
+/// Runs `read` on the first `want` bytes of the thread's scratch buffer. The buffer is out
+/// of its cell meanwhile: a stream whose read drives another connection's framing on this
+/// thread (a tunnel) gets a scratch buffer of its own instead of a double borrow.
+fn with_scratch<R>(want: usize, read: impl FnOnce(&mut [u8]) -> R) -> R {
+    let mut scratch = SCRATCH.take();
+    if scratch.len() < want {
+        scratch.resize(want, 0);
+    }
+    let result = read(&mut scratch[..want]);
+    SCRATCH.set(scratch);
+    result
 }
 
 /// XORs `buf` with the 4-byte `mask`: 32 bytes at a time against the mask repeated where

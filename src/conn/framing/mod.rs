@@ -8,8 +8,8 @@
 //! - `input`: small reads land in one per-thread scratch buffer and only the bytes received
 //!   are kept, released once parsed; a payload larger than `read_buffer_size` is read
 //!   straight into a buffer of its own (or, for a fragment, into its message's reassembly
-//!   buffer) with reads as large as the bytes still missing, the last one also taking the
-//!   bytes behind it;
+//!   buffer) that grows in doubling steps with the bytes received, the last read also
+//!   taking the bytes behind it;
 //! - `fragments`: reassembly, the message limit and UTF-8 checked fragment by fragment;
 //! - `output`: large payloads are queued by reference and written with `writev`; the write
 //!   buffer and the queue of large payloads go back to per-thread spares once the socket took

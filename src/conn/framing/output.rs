@@ -24,8 +24,9 @@ const SPARE_MAX: usize = 64 * 1024;
 const PARTS_SPARE_MAX: usize = 64;
 
 thread_local! {
+    /// An empty write buffer, taken by the next connection that writes.
     static SPARE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// An empty queue of parts, for the same reason.
+    /// An empty queue of parts, likewise.
     static PARTS_SPARE: RefCell<VecDeque<Part>> = const { RefCell::new(VecDeque::new()) };
 }
 

@@ -263,9 +263,74 @@ fn queued_large_frames_take_one_read_each() {
 }
 
 #[test]
+fn large_fragments_after_the_first_take_one_read_each() {
+    let config = WebSocketConfig::default()
+        .max_frame_size(1 << 20)
+        .max_message_size(1 << 20);
+    let data: Vec<u8> = (0..4 * 200_000).map(|i| (i % 251) as u8).collect();
+    let mut input = Vec::new();
+    for (i, chunk) in data.chunks(200_000).enumerate() {
+        input.extend(frame(i == 3, if i == 0 { 2 } else { 0 }, chunk));
+    }
+    let mut ws = Framing::new(&[], &config);
+    let mut stream = Stream::new(input, usize::MAX);
+    assert_eq!(ws.read(&mut stream).unwrap(), Message::Binary(data.into()));
+    // The first fragment: a read buffer, then 64 KiB, 128 KiB, all of it (doubling); each
+    // later one: one read into the message's buffer, grown to hold it.
+    assert_eq!(stream.asked.len(), 1 + 3 + 3, "{:?}", stream.asked);
+    assert_eq!(ws.held(), 0);
+}
+
+/// A stream whose every read first drives another connection's framing on the same
+/// thread (a tunnel): the scratch buffer must not be borrowed twice.
+struct Tunnel {
+    outer: Stream,
+    inner: Framing,
+    inner_stream: Stream,
+    got: Vec<Message>,
+}
+
+impl Read for Tunnel {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Ok(message) = self.inner.read(&mut self.inner_stream) {
+            self.got.push(message);
+        }
+        self.outer.read(buf)
+    }
+}
+
+impl Write for Tunnel {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.outer.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stream_that_reads_another_connection_in_its_read_works() {
+    let mut inner_input = frame(true, 1, b"inner");
+    inner_input.extend(frame(true, 1, b"again"));
+    let mut tunnel = Tunnel {
+        outer: Stream::new(frame(true, 2, &[5; 100]), 40),
+        inner: framing(),
+        inner_stream: Stream::new(inner_input, 7),
+        got: Vec::new(),
+    };
+    let mut ws = framing();
+    let mut result = ws.read(&mut tunnel);
+    while matches!(&result, Err(e) if would_block(e)) {
+        result = ws.read(&mut tunnel);
+    }
+    assert_eq!(result.unwrap(), Message::binary(vec![5; 100]));
+    assert!(!tunnel.got.is_empty(), "the inner connection made progress");
+}
+
+#[test]
 fn a_large_payload_arriving_in_pieces_ends_on_a_frame_boundary() {
-    // 1 KiB per read: the tail read behind a payload's end keeps the bytes of the next
-    // frame, however they are cut.
+    // Reads of several sizes: the tail read behind a payload's end keeps the bytes of the
+    // next frame, however they are cut.
     let config = WebSocketConfig::default()
         .max_frame_size(1 << 20)
         .max_message_size(1 << 20);
