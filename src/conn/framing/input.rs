@@ -109,7 +109,7 @@ impl Input {
                     let (mut buf, fragment) = match self.fragment_buffer(len, limits, fragments)? {
                         Some(buf) => (buf, true),
                         // The size its first read grows it to (see `Large::read`).
-                        None => (Vec::with_capacity(first_size(len, self.buf.len())), false),
+                        None => (Vec::with_capacity(grown(0, self.buf.len(), len)), false),
                     };
                     let start = buf.len();
                     buf.extend_from_slice(&self.buf);
@@ -252,10 +252,7 @@ impl Large {
     ) -> io::Result<usize> {
         let end = self.start + len;
         if self.buf.len() == self.filled {
-            // At most double what the buffer holds: for a fragment, the message so far too
-            // (so that each fragment after the first takes one read when it is queued).
-            let target = end.min((self.filled * 2).max(self.start + LARGE_FIRST));
-            self.buf.resize(target, 0);
+            self.buf.resize(grown(self.start, self.filled, end), 0);
         }
         if self.buf.len() < end {
             let n = stream.read(&mut self.buf[self.filled..])?;
@@ -307,11 +304,13 @@ fn check(header: &FrameHeader, len: u64, limits: &Limits) -> Result<usize> {
     Ok(len as usize)
 }
 
-/// The size a buffer of its own for a `len`-byte payload of which `filled` bytes arrived
-/// starts at: what `Large::read` grows it to first (at most double what arrived, at least
-/// `LARGE_FIRST`, at most the payload).
-fn first_size(len: usize, filled: usize) -> usize {
-    len.min((filled * 2).max(LARGE_FIRST))
+/// The size a buffer holding `filled` bytes grows to for a payload that ends at `end` and
+/// starts at `start` (0 for a buffer of its own, the message so far for a fragment): at
+/// most double what it holds (for a fragment, the message so far counts, so that each
+/// fragment after the first takes one read when it is queued), at least `LARGE_FIRST` of
+/// the payload, at most its end.
+fn grown(start: usize, filled: usize, end: usize) -> usize {
+    end.min((filled * 2).max(start + LARGE_FIRST))
 }
 
 /// Runs `read` on the first `want` bytes of the thread's scratch buffer. The buffer is out
