@@ -95,6 +95,13 @@ fn framing() -> Framing {
     Framing::new(&[], &WebSocketConfig::default())
 }
 
+/// The default configuration with 1 MiB frames and messages (the default read buffer).
+fn large_limits() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_frame_size(1 << 20)
+        .max_message_size(1 << 20)
+}
+
 fn would_block(e: &Error) -> bool {
     matches!(e, Error::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
@@ -230,9 +237,7 @@ fn large_fragments_are_read_straight_into_the_message() {
 
 #[test]
 fn queued_large_frames_take_one_read_each() {
-    let config = WebSocketConfig::default()
-        .max_frame_size(1 << 20)
-        .max_message_size(1 << 20);
+    let config = large_limits();
     let payloads: Vec<Vec<u8>> = (0..4u8)
         .map(|k| {
             (0..60 * 1024 + k as usize * 1000)
@@ -264,9 +269,7 @@ fn queued_large_frames_take_one_read_each() {
 
 #[test]
 fn large_fragments_after_the_first_take_one_read_each() {
-    let config = WebSocketConfig::default()
-        .max_frame_size(1 << 20)
-        .max_message_size(1 << 20);
+    let config = large_limits();
     let data: Vec<u8> = (0..4 * 200_000).map(|i| (i % 251) as u8).collect();
     let mut input = Vec::new();
     for (i, chunk) in data.chunks(200_000).enumerate() {
@@ -331,9 +334,7 @@ fn a_stream_that_reads_another_connection_in_its_read_works() {
 fn a_large_payload_arriving_in_pieces_ends_on_a_frame_boundary() {
     // Reads of several sizes: the tail read behind a payload's end keeps the bytes of the
     // next frame, however they are cut.
-    let config = WebSocketConfig::default()
-        .max_frame_size(1 << 20)
-        .max_message_size(1 << 20);
+    let config = large_limits();
     let big: Vec<u8> = (0..70_000).map(|i| (i * 13) as u8).collect();
     let mut input = frame(true, 2, &big);
     input.extend(frame(true, 2, &big[..3]));
