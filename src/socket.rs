@@ -31,7 +31,8 @@ pub(crate) type Home = Arc<Mutex<Option<Box<Conn>>>>;
 ///
 /// # Which to use
 /// - **`recv`/`send`**, in one loop: the plain way and the cheapest (no lock). A reply sent
-///   while more requests are already buffered is flushed with the last reply of the batch.
+///   while more requests are already buffered (or part of one, the rest on its way) is
+///   flushed with the last reply of the batch, at the latest when `recv` waits.
 /// - **`Stream`/`Sink`** with futures' `StreamExt`/`SinkExt`: when another task must send
 ///   while this one reads (`let (mut sender, mut receiver) = socket.split();` and the sender
 ///   moved into that task, on the same thread or, the halves being `Send`, another), or to
@@ -127,8 +128,9 @@ impl WebSocket {
         poll_fn(|cx| conn.poll_recv(cx)).await
     }
 
-    /// Sends a message. Flushed at once unless more requests are already buffered (then
-    /// with the last reply of the batch). Waits for a peer that does not read at most
+    /// Sends a message. Flushed at once unless more requests are already buffered, or part
+    /// of one whose rest is on its way (then with the last reply of the batch, at the latest
+    /// when `recv` waits; up to 64 KiB is held back this way). Waits for a peer that does not read at most
     /// `send_timeout`, then closes it with 1008 and returns an error.
     pub async fn send(&mut self, message: Message) -> Result<()> {
         if self.sink.message.is_some() {

@@ -2,9 +2,11 @@
 //!
 //! RFC 6455 framing is [`Framing`] (sans-I/O, buffers released while idle); this module
 //! drives it over any `AsyncRead + AsyncWrite` stream. Writes are batched: a `send` made while
-//! more requests are already buffered is not flushed until the buffered input is consumed, so
-//! a burst of pipelined requests costs one read and one write syscall. Pings, the idle timeout, a
-//! fairness budget and the close codes of protocol errors are handled here too.
+//! more requests are already buffered (or part of one, read by a read that filled its buffer)
+//! is not flushed until the buffered input is consumed, so a burst of pipelined requests costs
+//! one read and one write syscall, and a burst of large ones a read each and one write. Pings,
+//! the idle timeout, a fairness budget and the close codes of protocol errors are handled here
+//! too.
 
 mod close;
 mod framing;
@@ -58,6 +60,11 @@ impl State {
     }
 }
 
+/// Replies held back for a frame still arriving stop at this many bytes: a larger write
+/// saves no syscalls worth having, and delays the first reply by a whole read of the next
+/// large frame (BENCHMARKS.md, "Replies held for a frame on its way").
+const HOLD_BACK: usize = 64 * 1024;
+
 pub(crate) struct Conn {
     io: Box<dyn Io>,
     framing: Framing,
@@ -80,6 +87,8 @@ pub(crate) struct Conn {
     /// Non-zero once a read emptied the socket: wait for readiness before reading again
     /// (counts the polls that found none; see `Live`).
     drained: u8,
+    /// The last read took all it was offered: more input is most likely in the socket.
+    filled: bool,
     /// A send through the `Sink` (on its own task, after `split`) waits for the socket to
     /// take its bytes and flushes them itself: reads do not register for writing meanwhile,
     /// or the two tasks would take turns replacing each other's write waker (each
@@ -132,6 +141,7 @@ impl Conn {
             read_left: 0,
             heard: false,
             drained: 0,
+            filled: false,
             sink_parked: false,
             ping_timer: config
                 .ping_interval
@@ -203,6 +213,7 @@ impl Conn {
                 read_left: &mut self.read_left,
                 heard: &mut self.heard,
                 drained: &mut self.drained,
+                filled: &mut self.filled,
             },
         )
     }
@@ -279,6 +290,18 @@ impl Conn {
             reason: reason_for(code).into(),
         };
         self.framing.close(Some(frame));
+    }
+
+    /// Whether more input is on its way, so that a reply can wait to leave with the next
+    /// one: a message read ahead, or part of a frame buffered by a read that took all it
+    /// was offered (the rest is most likely in the socket already) while less than
+    /// [`HOLD_BACK`] waits to be written. The reader flushes before it waits for the
+    /// socket, so a reply held back goes out at the latest when the input runs out.
+    fn more_input_pending(&self) -> bool {
+        self.peeked.is_some()
+            || (self.filled
+                && self.framing.holds_partial_frame()
+                && self.framing.unsent() < HOLD_BACK)
     }
 
     /// Reads ahead from already-buffered bytes only.
@@ -512,7 +535,7 @@ impl Conn {
                 if std::mem::take(&mut self.look_ahead_due) {
                     self.look_ahead();
                 }
-                if self.peeked.is_some() {
+                if self.more_input_pending() {
                     return Poll::Ready(Ok(()));
                 }
             }

@@ -79,13 +79,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AnyStream<S> {
 /// Reads stop for this turn once `read_left` bytes were read (the task is woken to continue
 /// after the other connections had their turn); `heard` records that the peer sent something;
 /// `drained` that the last read emptied the socket (see [`Io::poll_readable`]) and how many
-/// times readiness was found missing since.
+/// times readiness was found missing since, `filled` that it took all it was offered.
 pub(super) struct Live<'a, 'b> {
     pub(super) io: &'a mut dyn Io,
     pub(super) cx: &'a mut Context<'b>,
     pub(super) read_left: &'a mut usize,
     pub(super) heard: &'a mut bool,
     pub(super) drained: &'a mut u8,
+    pub(super) filled: &'a mut bool,
 }
 
 impl Live<'_, '_> {
@@ -107,13 +108,17 @@ impl Live<'_, '_> {
             Poll::Ready(Ok(n)) => {
                 *self.read_left = self.read_left.saturating_sub(n);
                 *self.heard |= n > 0;
+                *self.filled = n == offered && n > 0;
                 if n > 0 && n < offered {
                     *self.drained = u8::from(self.io.arm_readable(self.cx));
                 }
                 Ok(n)
             }
             Poll::Ready(Err(e)) => Err(e),
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+            Poll::Pending => {
+                *self.filled = false;
+                Err(io::ErrorKind::WouldBlock.into())
+            }
         }
     }
 }

@@ -177,6 +177,71 @@ fn replies_wait_while_requests_are_read_ahead() {
     assert_eq!(replies, [b"A", b"B", b"C"]);
 }
 
+/// A masked text frame with a 16-bit length (mask key 0).
+fn long_text(len: usize) -> Vec<u8> {
+    let mut out = vec![0x81, 0x80 | 126];
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.resize(out.len() + len, b'x');
+    out
+}
+
+#[test]
+fn a_reply_waits_for_the_rest_of_a_frame_a_full_read_cut() {
+    let mock = Mock::default();
+    let mut conn = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
+    // The first read (64 bytes) takes "a" and the start of a 100-byte frame: the rest is
+    // already in the socket, so "A" waits and leaves with "B" in one write.
+    mock.feed(&[text("a"), long_text(100)].concat());
+    assert_eq!(recv(&mut conn), Some(Message::text("a")));
+    block_on(conn.send(Message::text("A"))).unwrap();
+    assert!(conn.peeked.is_none() && conn.framing.holds_partial_frame());
+    assert_eq!(mock.writes(), 0);
+    assert_eq!(recv(&mut conn), Some(Message::text("x".repeat(100))));
+    block_on(conn.send(Message::text("B"))).unwrap();
+    assert_eq!(mock.writes(), 1);
+    assert_eq!(mock.frames(), [(1, b"A".to_vec()), (1, b"B".to_vec())]);
+}
+
+#[test]
+fn replies_held_for_a_frame_on_its_way_stop_at_hold_back() {
+    let mock = Mock::default();
+    let mut conn = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
+    mock.feed(&[text("a"), long_text(100)].concat());
+    assert_eq!(recv(&mut conn), Some(Message::text("a")));
+    block_on(conn.send(Message::binary(vec![0; super::HOLD_BACK - 100]))).unwrap();
+    assert_eq!(mock.writes(), 0, "below HOLD_BACK: held");
+    block_on(conn.send(Message::binary(vec![0; 100]))).unwrap();
+    // (The mock takes one buffer of a vectored write at a time.)
+    assert!(mock.writes() > 0, "at HOLD_BACK: written");
+}
+
+#[test]
+fn a_reply_waits_no_longer_than_the_input() {
+    let mock = Mock::default();
+    let mut cut = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
+    // A short read (the socket emptied) ends inside a frame: the rest is not here yet, the
+    // reply leaves at once.
+    mock.feed(&[&text("a")[..], &long_text(100)[..20]].concat());
+    assert_eq!(recv(&mut cut), Some(Message::text("a")));
+    block_on(cut.send(Message::text("A"))).unwrap();
+    assert_eq!(mock.writes(), 1);
+
+    // A read that fills its buffer exactly where the sender stopped: the reply is held
+    // back, and leaves when the reader finds the socket empty.
+    let mock = Mock::default();
+    let mut held = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
+    mock.feed(&[&text("a")[..], &long_text(100)[..57]].concat());
+    assert_eq!(recv(&mut held), Some(Message::text("a")));
+    block_on(held.send(Message::text("A"))).unwrap();
+    assert_eq!(mock.writes(), 0);
+    let waker = Waker::from(Arc::new(CountingWaker::default()));
+    assert!(held
+        .poll_recv(&mut Context::from_waker(&waker))
+        .is_pending());
+    assert_eq!(mock.frames(), [(1, b"A".to_vec())]);
+}
+
 #[test]
 fn the_fairness_budget_yields_and_wakes_itself() {
     let mock = Mock::default();

@@ -66,6 +66,11 @@ impl Input {
         self.buf.capacity() + self.large.as_ref().map_or(0, |l| l.buf.capacity())
     }
 
+    /// Bytes of a frame are buffered, or its payload is being read.
+    pub(super) fn partial(&self) -> bool {
+        !self.buf.is_empty() || self.header.is_some()
+    }
+
     pub(super) fn buffered(&self) -> usize {
         self.buf.len()
     }

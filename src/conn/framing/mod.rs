@@ -120,6 +120,16 @@ impl Framing {
         self.state.can_read() && !self.reply_due && self.input.buffered() == 0
     }
 
+    /// Part of a frame is buffered (a header, or a payload being read), to be read on.
+    pub fn holds_partial_frame(&self) -> bool {
+        self.state.can_read() && self.input.partial()
+    }
+
+    /// Bytes queued for the socket.
+    pub fn unsent(&self) -> usize {
+        self.out.unsent()
+    }
+
     /// Bytes of buffer held (input, partial payloads, output).
     pub fn held(&self) -> usize {
         self.input.held()
@@ -341,10 +351,6 @@ impl Framing {
         }
         stream.flush()?;
         Ok(())
-    }
-
-    fn unsent(&self) -> usize {
-        self.out.unsent()
     }
 
     fn queue_pong(&mut self, data: Bytes) {
