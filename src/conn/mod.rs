@@ -4,7 +4,8 @@
 //! drives it over any `AsyncRead + AsyncWrite` stream. Writes are batched: a `send` made while
 //! more requests are already buffered (or part of one, read by a read that filled its buffer)
 //! is not flushed until the buffered input is consumed, so a burst of pipelined requests costs
-//! one read and one write syscall, and a burst of large ones a read each and one write. Pings,
+//! one read and one write syscall, and a burst of large ones a read each and a write per 64 KiB
+//! of replies. Pings,
 //! the idle timeout, a fairness budget and the close codes of protocol errors are handled here
 //! too.
 
