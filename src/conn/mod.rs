@@ -5,9 +5,8 @@
 //! more requests are already buffered (or part of one, read by a read that filled its buffer)
 //! is not flushed until the buffered input is consumed, so a burst of pipelined requests costs
 //! one read and one write syscall, and a burst of large ones a read each and a write per 64 KiB
-//! of replies. Pings,
-//! the idle timeout, a fairness budget and the close codes of protocol errors are handled here
-//! too.
+//! of replies. Pings, the idle timeout, a fairness budget and the close codes of protocol
+//! errors are handled here too.
 
 mod close;
 mod framing;
