@@ -69,24 +69,6 @@ fn raw(text: Option<&str>) -> Option<Option<&RawValue>> {
     }
 }
 
-/// `"`, `\\` or a control character: the end of an unescaped string's contents.
-fn ends_string(byte: u8) -> bool {
-    byte == b'"' || byte == b'\\' || byte < 0x20
-}
-
-/// The bytes of `word` (little-endian) for which [`ends_string`] holds, as their top bits:
-/// the lowest set bit marks the first one exactly (a borrow only runs upward, so a false
-/// mark can only follow a true one).
-fn stops(word: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_at = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-    zero_at(word ^ (ONES * u64::from(b'"')))
-        | zero_at(word ^ (ONES * u64::from(b'\\')))
-        | below_space
-}
-
 struct Scanner<'a> {
     text: &'a str,
     at: usize,
@@ -116,28 +98,16 @@ impl<'a> Scanner<'a> {
     /// A string without escapes or control characters: its contents.
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
-        let (start, bytes) = (self.at, self.text.as_bytes());
-        let mut end = start;
-        // Eight bytes at a time while there are eight, then one at a time.
-        loop {
-            let Some(chunk) = bytes.get(end..end + 8) else {
-                while !ends_string(*bytes.get(end)?) {
-                    end += 1;
-                }
-                break;
-            };
-            let stops = stops(u64::from_le_bytes(chunk.try_into().ok()?));
-            if stops != 0 {
-                end += (stops.trailing_zeros() / 8) as usize;
-                break;
-            }
-            end += 8;
-        }
-        if bytes[end] != b'"' {
+        let start = self.at;
+        let rest = &self.text.as_bytes()[start..];
+        let len = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[len] != b'"' {
             return None;
         }
-        self.at = end + 1;
-        self.text.get(start..end)
+        self.at = start + len + 1;
+        self.text.get(start..start + len)
     }
 
     /// A scalar (string without escapes, number, `true`, `false`, `null`) or an empty
@@ -237,34 +207,6 @@ mod tests {
             .unwrap_or_else(|e| panic!("{text:?}: scanned, but serde_json says {e}"));
         assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{text:?}");
         true
-    }
-
-    #[test]
-    fn stops_marks_the_first_end_of_a_string() {
-        let first = |bytes: [u8; 8]| {
-            let stops = stops(u64::from_le_bytes(bytes));
-            (stops != 0).then(|| stops.trailing_zeros() as usize / 8)
-        };
-        let want = |bytes: [u8; 8]| bytes.iter().position(|&b| ends_string(b));
-        // Every byte value at every position, among plain bytes and after every other.
-        for at in 0..8 {
-            for byte in 0..=255 {
-                for filler in [b'a', b' ', 0x7f, 0xff, 0x21, 0x1f, b'"'] {
-                    let mut bytes = [filler; 8];
-                    bytes[at] = byte;
-                    assert_eq!(first(bytes), want(bytes), "{bytes:?}");
-                }
-            }
-        }
-        // And words of mixed bytes.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..100_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let bytes = x.to_le_bytes();
-            assert_eq!(first(bytes), want(bytes), "{bytes:?}");
-        }
     }
 
     #[test]
