@@ -20,8 +20,6 @@ use serde_json::value::RawValue;
 
 use crate::error::Error;
 
-mod scan;
-
 /// The two pattern namespaces: `message` (has a reply) and `event` (fire and forget).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -120,19 +118,13 @@ impl<'a> RequestFrame<'a> {
     ///
     /// Errors are [`Error::BadFrame`] with serde_json's message (NestForge's texts).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
-        match std::str::from_utf8(bytes).ok().and_then(scan::scan) {
-            Some(frame) => Self::checked(Ok(frame)),
-            None => Self::checked(serde_json::from_slice(bytes)),
-        }
+        Self::checked(serde_json::from_slice(bytes))
     }
 
     /// [`decode`](Self::decode) for a text frame's payload: already UTF-8, its strings are
     /// not validated again.
     pub fn decode_str(text: &'a str) -> Result<Self, Error> {
-        match scan::scan(text) {
-            Some(frame) => Self::checked(Ok(frame)),
-            None => Self::checked(serde_json::from_str(text)),
-        }
+        Self::checked(serde_json::from_str(text))
     }
 
     fn checked(decoded: serde_json::Result<RequestFrame<'a>>) -> Result<Self, Error> {
