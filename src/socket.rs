@@ -37,8 +37,10 @@ pub(crate) type Home = Arc<Mutex<Option<Box<Conn>>>>;
 ///   while this one reads (`let (mut sender, mut receiver) = socket.split();` and the sender
 ///   moved into that task, on the same thread or, the halves being `Send`, another), or to
 ///   `forward` a stream of messages into the socket. `SinkExt::send` goes through the same
-///   path as `send`: the same batching, the bounded write buffer (`poll_ready` waits while it
-///   is full; nothing is queued elsewhere) and `send_timeout` for a peer that stops reading.
+///   path as `send`: the same batching (held back only while whole requests are buffered:
+///   the reading task, perhaps busy elsewhere, is not waited for), the bounded write buffer
+///   (`poll_ready` waits while it is full; nothing is queued elsewhere) and `send_timeout`
+///   for a peer that stops reading.
 ///   `SinkExt::feed` fills the write buffer without flushing; `flush` sends it in one write.
 ///   `close` sends Close 1000; keep reading the stream for the peer's answer, or return and
 ///   let the server complete the handshake.

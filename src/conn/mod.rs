@@ -292,16 +292,13 @@ impl Conn {
         self.framing.close(Some(frame));
     }
 
-    /// Whether more input is on its way, so that a reply can wait to leave with the next
-    /// one: a message read ahead, or part of a frame buffered by a read that took all it
-    /// was offered (the rest is most likely in the socket already) while less than
-    /// [`HOLD_BACK`] waits to be written. The reader flushes before it waits for the
-    /// socket, so a reply held back goes out at the latest when the input runs out.
-    fn more_input_pending(&self) -> bool {
-        self.peeked.is_some()
-            || (self.filled
-                && self.framing.holds_partial_frame()
-                && self.framing.unsent() < HOLD_BACK)
+    /// Whether the next request is on its way, so that a reply can wait to leave with its
+    /// reply: part of a frame is buffered by a read that took all it was offered (the rest
+    /// is most likely in the socket already), and less than [`HOLD_BACK`] waits to be
+    /// written. The reader flushes before it waits for the socket, so a reply held back
+    /// goes out at the latest when the input runs out.
+    fn rest_on_its_way(&self) -> bool {
+        self.filled && self.framing.holds_partial_frame() && self.framing.unsent() < HOLD_BACK
     }
 
     /// Reads ahead from already-buffered bytes only.
@@ -487,18 +484,20 @@ impl Conn {
         self.framing.can_write() && self.state != State::Aborted
     }
 
-    /// Queues `message` and flushes it unless more input is already buffered; waits at most
-    /// `send_timeout` for a peer that does not read, then fails the connection with 1008.
+    /// Queues `message` and flushes it unless more input is already buffered or on its
+    /// way ([`Flush::Reply`]); waits at most `send_timeout` for a peer that does not read,
+    /// then fails the connection with 1008.
     pub(crate) async fn send(&mut self, message: Message) -> Result<()> {
         self.check_open()?;
         let mut sending = Sending::new(message);
-        poll_fn(|cx| self.poll_send(cx, &mut sending, Flush::Batched)).await
+        poll_fn(|cx| self.poll_send(cx, &mut sending, Flush::Reply)).await
     }
 
     /// Drives `sending`: its message into the write buffer (flushing to make room when it is
     /// full), then, with [`Flush::Batched`], out to the socket unless more input is already
-    /// buffered (the reply of a batch is flushed with the last one), with [`Flush::Now`]
-    /// out to the socket. The whole send,
+    /// buffered (the reply of a batch is flushed with the last one), with [`Flush::Reply`]
+    /// also not while the next request is on its way, with [`Flush::Now`] out to the
+    /// socket. The whole send,
     /// however often it is polled, waits at most `send_timeout` for the socket.
     pub(crate) fn poll_send(
         &mut self,
@@ -531,11 +530,11 @@ impl Conn {
             if queued && flush == Flush::No {
                 return Poll::Ready(Ok(()));
             }
-            if queued && flush == Flush::Batched {
+            if queued && matches!(flush, Flush::Batched | Flush::Reply) {
                 if std::mem::take(&mut self.look_ahead_due) {
                     self.look_ahead();
                 }
-                if self.more_input_pending() {
+                if self.peeked.is_some() || (flush == Flush::Reply && self.rest_on_its_way()) {
                     return Poll::Ready(Ok(()));
                 }
             }
@@ -691,8 +690,13 @@ impl Sending {
 pub(crate) enum Flush {
     /// Into the write buffer only (`Sink::poll_ready`).
     No,
-    /// To the socket, unless more input is already buffered (`send`, `Sink::poll_flush`).
+    /// To the socket, unless a whole request is already buffered (`Sink::poll_flush`: after
+    /// `split`, the reading task may be busy elsewhere, so nothing waits for input that is
+    /// still arriving).
     Batched,
+    /// As `Batched`, and not while the next request is on its way either (`send`: the task
+    /// that sends is the one that reads next, and it flushes before it waits).
+    Reply,
     /// To the socket (`Sink::poll_close`).
     Now,
 }

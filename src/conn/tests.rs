@@ -204,6 +204,22 @@ fn a_reply_waits_for_the_rest_of_a_frame_a_full_read_cut() {
 }
 
 #[test]
+fn a_sink_flush_does_not_wait_for_a_frame_on_its_way() {
+    // `Sink::poll_flush` may run on another task than the reader's (after `split`): only a
+    // whole request read ahead holds it back, not one still arriving.
+    let mock = Mock::default();
+    let mut conn = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
+    mock.feed(&[text("a"), long_text(100)].concat());
+    assert_eq!(recv(&mut conn), Some(Message::text("a")));
+    let mut sending = super::Sending::new(Message::text("A"));
+    block_on(poll_fn(|cx| {
+        conn.poll_send(cx, &mut sending, super::Flush::Batched)
+    }))
+    .unwrap();
+    assert_eq!(mock.frames(), [(1, b"A".to_vec())]);
+}
+
+#[test]
 fn replies_held_for_a_frame_on_its_way_stop_at_hold_back() {
     let mock = Mock::default();
     let mut conn = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
