@@ -345,6 +345,37 @@ fn a_protocol_error_closes_without_waiting_for_the_peer() {
 }
 
 #[test]
+fn a_held_reply_goes_out_before_the_close_of_a_bad_frame() {
+    let mock = Mock::default();
+    let mut conn = conn(
+        &mock,
+        WebSocketConfig::default()
+            .read_buffer_size(64)
+            .close_timeout(Duration::from_secs(30)),
+    );
+    // "a", then the start of a text frame whose end is not UTF-8.
+    let mut bad = long_text(100);
+    *bad.last_mut().unwrap() = 0xff;
+    mock.feed(&[&text("a")[..], &bad[..57]].concat());
+    assert_eq!(recv(&mut conn), Some(Message::text("a")));
+    block_on(conn.send(Message::text("A"))).unwrap();
+    assert!(conn.peeked.is_none());
+    assert_eq!(mock.writes(), 0, "held for the frame on its way");
+    mock.feed(&bad[57..]);
+    assert!(matches!(
+        block_on(poll_fn(|cx| conn.poll_recv(cx))),
+        Some(Err(_))
+    ));
+    mock.end();
+    let info = block_on(conn.finish(CloseCode::Normal));
+    assert_eq!((info.code, info.by_peer), (1007, false));
+    // The reply to "a" is not lost: it leaves first, then the Close.
+    let frames = mock.frames();
+    assert_eq!(frames[0], (1, b"A".to_vec()));
+    assert_eq!(frames[1].0, 8);
+}
+
+#[test]
 fn send_after_the_close_is_refused() {
     let mock = Mock::default();
     let mut conn = conn(&mock, WebSocketConfig::default());
