@@ -67,6 +67,10 @@ pub async fn serve_patterns(
                 if let Poll::Ready(frame) = socket.poll_recv(cx) {
                     return Poll::Ready(Step::Frame(frame));
                 }
+            } else {
+                // Not reading until a handler finishes: replies `send` held back for
+                // requests still arriving go out now.
+                socket.poll_write_held(cx);
             }
             Poll::Pending
         })
@@ -89,5 +93,54 @@ pub async fn serve_patterns(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Context;
+
+    use super::*;
+    use crate::config::WebSocketConfig;
+    use crate::providers::Providers;
+    use crate::socket::tests::{socket_with, text_frame, Mock};
+
+    #[test]
+    fn a_reply_is_not_held_while_the_slots_are_full() {
+        // One slot: a fast request, then a slow one whose first read ends inside its frame.
+        // The fast reply must not wait for the slow handler (which never finishes).
+        let mock = Mock::default();
+        let slow = format!(
+            r#"{{"kind":"message","pattern":"slow","id":2,"payload":"{}"}}"#,
+            "x".repeat(250)
+        );
+        mock.0.lock().unwrap().input = [
+            text_frame(r#"{"kind":"message","pattern":"fast","id":1}"#),
+            text_frame(&slow),
+        ]
+        .concat();
+        let config = WebSocketConfig::default()
+            .idle_timeout(None)
+            .read_buffer_size(128);
+        let mut socket = socket_with(&mock, &[], config);
+        let ctx = WebSocketContext::detached(Providers::default());
+        let registry = MicroserviceRegistry::builder()
+            .message("fast", |_: (), _| async { Ok("fast") })
+            .message("slow", |_: String, _| async {
+                std::future::pending::<()>().await;
+                Ok("slow")
+            })
+            .build();
+        let mut serve = Box::pin(serve_patterns(&ctx, &mut socket, &registry, 1));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        for _ in 0..20 {
+            assert!(serve.as_mut().poll(&mut cx).is_pending());
+        }
+        drop(serve);
+        let output = String::from_utf8_lossy(&mock.0.lock().unwrap().output).into_owned();
+        assert!(
+            output.contains(r#""id":1,"pattern":"fast","payload":"fast""#),
+            "{output:?}"
+        );
     }
 }

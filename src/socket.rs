@@ -131,9 +131,11 @@ impl WebSocket {
     }
 
     /// Sends a message. Flushed at once unless more requests are already buffered, or part
-    /// of one whose rest is on its way (then with the last reply of the batch, at the latest
-    /// when `recv` waits; up to 64 KiB is held back this way). Waits for a peer that does not read at most
-    /// `send_timeout`, then closes it with 1008 and returns an error.
+    /// of one whose rest is on its way: then with the last reply of the batch, at the latest
+    /// when `recv` waits (up to 64 KiB is held back this way); a loop that does something
+    /// else than `recv` next and wants the reply out first calls [`flush`](Self::flush).
+    /// Waits for a peer that does not read at most `send_timeout`, then closes it with 1008
+    /// and returns an error.
     pub async fn send(&mut self, message: Message) -> Result<()> {
         if self.sink.message.is_some() {
             // A message fed through the `Sink` goes first.
@@ -145,6 +147,13 @@ impl WebSocket {
     /// `recv` as a poll function, for loops that wait on several things.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         self.conn().poll_recv(cx)
+    }
+
+    /// Writes out what `send` held back, as far as the socket takes it now (for loops that
+    /// stop reading for a while: a reply held for input still arriving must not wait for a
+    /// read that is not coming). An error is left to the next `recv` or `send`.
+    pub(crate) fn poll_write_held(&mut self, cx: &mut Context<'_>) {
+        let _ = self.conn().poll_flush(cx);
     }
 
     /// Counts a failed dispatch in the server's counters.
@@ -241,7 +250,7 @@ impl fmt::Debug for WebSocket {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io;
 
     use futures::{SinkExt, StreamExt};
@@ -252,17 +261,18 @@ mod tests {
 
     /// Input fed by the test; output and write calls recorded.
     #[derive(Default)]
-    struct Pipe {
-        input: Vec<u8>,
-        output: Vec<u8>,
+    pub(crate) struct Pipe {
+        pub(crate) input: Vec<u8>,
+        pub(crate) output: Vec<u8>,
         writes: usize,
         /// Writes wait (a peer that does not read), registering `writer`.
         blocked: bool,
         writer: Option<std::task::Waker>,
     }
 
+    /// A stream for a socket in tests (reads wait once the input is used up).
     #[derive(Clone, Default)]
-    struct Mock(Arc<Mutex<Pipe>>);
+    pub(crate) struct Mock(pub(crate) Arc<Mutex<Pipe>>);
 
     impl crate::conn::Io for Mock {}
 
@@ -308,22 +318,60 @@ mod tests {
 
     /// A socket over `mock`, with `input` already received.
     fn socket(mock: &Mock, input: &[u8]) -> WebSocket {
-        let config = WebSocketConfig::default().ping_interval(None);
+        socket_with(mock, input, WebSocketConfig::default())
+    }
+
+    /// A socket over `mock` with `config` (no pings), with `input` already received.
+    pub(crate) fn socket_with(mock: &Mock, input: &[u8], config: WebSocketConfig) -> WebSocket {
         let conn = Conn::new(
             Box::new(mock.clone()),
             input.to_vec(),
-            Arc::new(config),
+            Arc::new(config.ping_interval(None)),
             Arc::default(),
             Arc::default(),
         );
         WebSocket::new(Box::new(conn), Arc::default())
     }
 
-    /// A masked client text frame (zero mask key).
-    fn text_frame(text: &str) -> Vec<u8> {
-        let mut frame = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
+    /// A masked client text frame (zero mask key), with a 16-bit length from 126 bytes.
+    pub(crate) fn text_frame(text: &str) -> Vec<u8> {
+        let mut frame = vec![0x81];
+        match u8::try_from(text.len()) {
+            Ok(len) if len < 126 => frame.push(0x80 | len),
+            _ => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(text.len() as u16).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&[0; 4]);
         frame.extend_from_slice(text.as_bytes());
         frame
+    }
+
+    #[test]
+    fn a_reply_held_after_an_abandoned_sink_flush_leaves_when_recv_waits() {
+        let mock = Mock::default();
+        let rest = text_frame(&"x".repeat(100));
+        // A read of 64 bytes takes "a" and the start of the next frame: "A" is held.
+        let input = [text_frame("a"), rest[..57].to_vec()].concat();
+        mock.0.lock().unwrap().input = input;
+        let mut ws = socket_with(&mock, &[], WebSocketConfig::default().read_buffer_size(64));
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut ws = Pin::new(&mut ws);
+        assert!(matches!(
+            ws.as_mut().poll_next(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        // A `Sink` flush parks on a socket that takes nothing, then is abandoned.
+        mock.0.lock().unwrap().blocked = true;
+        ws.as_mut().start_send(Message::text("x")).unwrap();
+        assert!(ws.as_mut().poll_flush(&mut cx).is_pending());
+        mock.0.lock().unwrap().blocked = false;
+        // The loop answers "a" and waits for the next request: both leave.
+        futures_lite::future::block_on(ws.as_mut().get_mut().send(Message::text("A"))).unwrap();
+        assert!(ws.as_mut().poll_next(&mut cx).is_pending());
+        assert_eq!(mock.0.lock().unwrap().output, b"\x81\x01x\x81\x01A");
     }
 
     #[test]

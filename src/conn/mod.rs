@@ -378,7 +378,12 @@ impl Conn {
                     self.publish_tally();
                     return Poll::Pending;
                 }
-                Err(e) => return Poll::Ready(self.outcome(Err(e))),
+                Err(e) => {
+                    // Replies held back for the frame that was arriving leave first (the
+                    // stream may have ended in the middle of it: they are still owed).
+                    let _ = self.poll_flush_for_reader(cx);
+                    return Poll::Ready(self.outcome(Err(e)));
+                }
             }
         }
     }
@@ -489,6 +494,9 @@ impl Conn {
     /// then fails the connection with 1008.
     pub(crate) async fn send(&mut self, message: Message) -> Result<()> {
         self.check_open()?;
+        // The socket's owner sends: no `Sink` send is parked (one abandoned while parked
+        // left the mark, which would keep the reader from flushing what this holds back).
+        self.sink_parked = false;
         let mut sending = Sending::new(message);
         poll_fn(|cx| self.poll_send(cx, &mut sending, Flush::Reply)).await
     }

@@ -376,6 +376,21 @@ fn a_held_reply_goes_out_before_the_close_of_a_bad_frame() {
 }
 
 #[test]
+fn a_held_reply_is_written_when_the_stream_ends_inside_a_frame() {
+    let mock = Mock::default();
+    let mut conn = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
+    mock.feed(&[&text("a")[..], &long_text(100)[..57]].concat());
+    mock.end();
+    assert_eq!(recv(&mut conn), Some(Message::text("a")));
+    block_on(conn.send(Message::text("A"))).unwrap();
+    assert_eq!(mock.writes(), 0, "held for the frame on its way");
+    // The rest never comes: the read fails, and the reply owed to "a" is still written.
+    assert!(block_on(poll_fn(|cx| conn.poll_recv(cx))).is_some_and(|r| r.is_err()));
+    let _ = block_on(conn.finish(CloseCode::Normal));
+    assert_eq!(mock.frames().first(), Some(&(1, b"A".to_vec())));
+}
+
+#[test]
 fn send_after_the_close_is_refused() {
     let mock = Mock::default();
     let mut conn = conn(&mock, WebSocketConfig::default());
