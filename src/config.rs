@@ -173,7 +173,9 @@ impl WebSocketConfig {
     /// Bytes asked of the socket per read. Nothing is held while a connection is idle: a
     /// read lands in one per-thread buffer of this size and only the bytes received are
     /// kept until parsed; a payload larger than this is read straight into a buffer of its
-    /// own. Default 4 KiB.
+    /// own. A read that starts a frame asks for more when the connection's last frame was
+    /// larger than this (a whole frame of that size, up to 32 KiB, into the same per-thread
+    /// buffer). Default 4 KiB.
     pub fn get_read_buffer_size(&self) -> usize {
         self.read_buffer_size
     }

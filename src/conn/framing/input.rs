@@ -4,7 +4,9 @@
 //! its message's reassembly buffer, once half a read of it arrived (so a header alone
 //! commits only the bytes sent), growing in doubling steps from 64 KiB; the read that
 //! completes it also takes the bytes behind it (`readv`), so queued frames of up to 64 KiB
-//! (or fragments, each after the first) take one read each.
+//! (or fragments, each after the first) take one read each. A read that starts a frame asks
+//! for a whole frame as large as the last one when that is larger than a read (up to 32 KiB),
+//! so frames of such a size sent one at a time take one read each too.
 
 use std::cell::RefCell;
 use std::io::{self, IoSliceMut, Read};
@@ -16,7 +18,7 @@ use tungstenite::protocol::frame::FrameHeader;
 
 use super::fragments::{too_long, Fragments};
 use super::header;
-use super::Limits;
+use super::{Limits, MAX_HEADER};
 
 thread_local! {
     /// Where reads of small frames land before their bytes are kept.
@@ -26,6 +28,10 @@ thread_local! {
 /// The first allocation for a large payload; it at most doubles as bytes arrive.
 const LARGE_FIRST: usize = 64 * 1024;
 
+/// Largest read asked for a whole frame as large as the connection's last one (see
+/// [`first_read`]).
+const WHOLE_READ_MAX: usize = 32 * 1024;
+
 #[derive(Default)]
 pub(super) struct Input {
     /// Received bytes not parsed yet; holds no allocation when empty.
@@ -33,6 +39,8 @@ pub(super) struct Input {
     /// The header of the frame whose payload is being read, and the payload's length.
     header: Option<(FrameHeader, usize)>,
     large: Option<Large>,
+    /// The payload length of the last frame read (sizes the next first read).
+    last_len: usize,
 }
 
 /// A payload larger than a read, being read into a buffer of its own.
@@ -153,6 +161,7 @@ impl Input {
     /// Unmasks the payload of the frame just read and hands it over.
     fn finish<P: AsMut<[u8]> + Into<Bytes>>(&mut self, mut payload: P) -> (FrameHeader, Body) {
         let (mut header, _) = self.header.take().expect("a frame header");
+        self.last_len = payload.as_mut().len();
         if let Some(mask) = header.mask.take() {
             unmask(payload.as_mut(), mask);
         }
@@ -168,6 +177,7 @@ impl Input {
             ..
         } = self.large.take().expect("a large payload");
         let (mut header, _) = self.header.take().expect("a frame header");
+        self.last_len = buf.len() - start;
         if let Some(mask) = header.mask.take() {
             unmask(&mut buf[start..], mask);
         }
@@ -207,12 +217,18 @@ impl Input {
     }
 
     /// Reads up to a read buffer of bytes (at least a frame header, see
-    /// `Limits::read_buffer`) into `buf`, through the thread's scratch buffer, so that only
-    /// the bytes received are allocated. When the read brought exactly one whole frame and
+    /// `Limits::read_buffer`), or [`first_read`]'s whole frame when nothing is buffered, into
+    /// `buf`, through the thread's scratch buffer, so that only the bytes received are
+    /// allocated. When the read brought exactly one whole frame and
     /// nothing was buffered (the usual case with one request in flight), the frame's header
     /// is taken and its payload alone copied out: [`Filled::Frame`].
     fn fill(&mut self, stream: &mut impl Read, limits: &Limits) -> Result<Filled> {
-        with_scratch(limits.read_buffer, |scratch| {
+        let want = if self.buf.is_empty() && self.header.is_none() {
+            first_read(limits.read_buffer, self.last_len)
+        } else {
+            limits.read_buffer
+        };
+        with_scratch(want, |scratch| {
             let n = stream.read(scratch)?;
             let got = &scratch[..n];
             if !self.buf.is_empty() {
@@ -316,6 +332,19 @@ fn check(header: &FrameHeader, len: u64, limits: &Limits) -> Result<usize> {
 /// the payload, at most its end.
 fn grown(start: usize, filled: usize, end: usize) -> usize {
     end.min((filled * 2).max(start + LARGE_FIRST))
+}
+
+/// The size of a read that starts a frame: a read buffer, or a whole frame as large as the
+/// last one when that is larger and at most [`WHOLE_READ_MAX`] (the thread's scratch buffer
+/// takes it, and only the bytes received are kept), so that frames of a steady size larger
+/// than a read buffer, one at a time, take one read each instead of two.
+fn first_read(read_buffer: usize, last_len: usize) -> usize {
+    let whole = last_len + MAX_HEADER;
+    if whole > read_buffer && whole <= WHOLE_READ_MAX {
+        whole
+    } else {
+        read_buffer
+    }
 }
 
 /// Runs `read` on the first `want` bytes of the thread's scratch buffer. The buffer is out

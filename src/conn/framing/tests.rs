@@ -236,6 +236,38 @@ fn large_fragments_are_read_straight_into_the_message() {
 }
 
 #[test]
+fn frames_as_large_as_the_last_take_one_read_each() {
+    // One 16 KiB frame at a time (the next sent after the reply): the first takes two
+    // reads, each later one a single read asked for a whole frame of the last one's size.
+    let mut ws = framing();
+    let mut asked = Vec::new();
+    for round in 0..3u8 {
+        let payload = vec![round; 16 * 1024];
+        let mut stream = Stream::new(frame(true, 2, &payload), usize::MAX);
+        assert_eq!(
+            ws.read(&mut stream).unwrap(),
+            Message::Binary(payload.into())
+        );
+        asked.push(stream.asked);
+    }
+    assert_eq!(asked[0].len(), 2, "{asked:?}");
+    assert_eq!(asked[1], [16 * 1024 + super::MAX_HEADER], "{asked:?}");
+    assert_eq!(asked[2], [16 * 1024 + super::MAX_HEADER], "{asked:?}");
+    // A small frame after them: read whole from the large read, and the next read is a
+    // read buffer again.
+    let mut stream = Stream::new([frame(true, 1, b"a"), frame(true, 1, b"b")].concat(), 3);
+    assert_eq!(ws.read(&mut stream).unwrap(), Message::text("a"));
+    assert_eq!(ws.read(&mut stream).unwrap(), Message::text("b"));
+    assert_eq!(stream.asked[0], 16 * 1024 + super::MAX_HEADER);
+    assert!(
+        stream.asked[1..].iter().all(|&n| n == 4096),
+        "{:?}",
+        stream.asked
+    );
+    assert_eq!(ws.held(), 0);
+}
+
+#[test]
 fn queued_large_frames_take_one_read_each() {
     let config = large_limits();
     let payloads: Vec<Vec<u8>> = (0..4u8)
