@@ -233,6 +233,28 @@ fn replies_held_for_a_frame_on_its_way_stop_at_hold_back() {
 }
 
 #[test]
+fn a_held_reply_leaves_when_the_fairness_budget_yields() {
+    let mock = Mock::default();
+    let config = WebSocketConfig::default()
+        .read_buffer_size(64)
+        .fairness_budget(1);
+    let mut conn = conn(&mock, config);
+    // The rest of the long frame is in the socket: "A" is held, then the budget (one
+    // message) is spent, and the turn ends with the reply written.
+    mock.feed(&[text("a"), long_text(100)].concat());
+    assert_eq!(recv(&mut conn), Some(Message::text("a")));
+    block_on(conn.send(Message::text("A"))).unwrap();
+    assert_eq!(mock.writes(), 0);
+    let counter = Arc::new(CountingWaker::default());
+    let waker = Waker::from(Arc::clone(&counter));
+    assert!(conn
+        .poll_recv(&mut Context::from_waker(&waker))
+        .is_pending());
+    assert_eq!(counter.0.load(Ordering::SeqCst), 1, "woken to go on");
+    assert_eq!(mock.frames(), [(1, b"A".to_vec())]);
+}
+
+#[test]
 fn a_reply_waits_no_longer_than_the_input() {
     let mock = Mock::default();
     let mut cut = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
