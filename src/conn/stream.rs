@@ -108,7 +108,7 @@ impl Live<'_, '_> {
             Poll::Ready(Ok(n)) => {
                 *self.read_left = self.read_left.saturating_sub(n);
                 *self.heard |= n > 0;
-                *self.filled = n == offered && n > 0;
+                *self.filled = n == offered;
                 if n > 0 && n < offered {
                     *self.drained = u8::from(self.io.arm_readable(self.cx));
                 }

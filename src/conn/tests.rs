@@ -177,23 +177,26 @@ fn replies_wait_while_requests_are_read_ahead() {
     assert_eq!(replies, [b"A", b"B", b"C"]);
 }
 
-/// A masked text frame with a 16-bit length (mask key 0).
-fn long_text(len: usize) -> Vec<u8> {
-    let mut out = vec![0x81, 0x80 | 126];
-    out.extend_from_slice(&(len as u16).to_be_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.resize(out.len() + len, b'x');
-    out
+/// A masked text frame of 100 `x` (a 16-bit length, mask key 0).
+fn long_text() -> Vec<u8> {
+    crate::socket::tests::text_frame(&"x".repeat(100))
+}
+
+/// A connection with 64-byte reads (and `config`) that has received "a": the read that
+/// brought it took all 64 bytes it was offered, ending inside a 100-byte frame whose rest
+/// is already in the socket.
+fn a_received_and_a_frame_on_its_way(config: WebSocketConfig) -> (Mock, Conn) {
+    let mock = Mock::default();
+    let mut conn = conn(&mock, config.read_buffer_size(64));
+    mock.feed(&[text("a"), long_text()].concat());
+    assert_eq!(recv(&mut conn), Some(Message::text("a")));
+    (mock, conn)
 }
 
 #[test]
 fn a_reply_waits_for_the_rest_of_a_frame_a_full_read_cut() {
-    let mock = Mock::default();
-    let mut conn = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
-    // The first read (64 bytes) takes "a" and the start of a 100-byte frame: the rest is
-    // already in the socket, so "A" waits and leaves with "B" in one write.
-    mock.feed(&[text("a"), long_text(100)].concat());
-    assert_eq!(recv(&mut conn), Some(Message::text("a")));
+    // The rest of the frame is in the socket, so "A" waits and leaves with "B" in one write.
+    let (mock, mut conn) = a_received_and_a_frame_on_its_way(WebSocketConfig::default());
     block_on(conn.send(Message::text("A"))).unwrap();
     assert!(conn.peeked.is_none() && conn.framing.holds_partial_frame());
     assert_eq!(mock.writes(), 0);
@@ -207,10 +210,7 @@ fn a_reply_waits_for_the_rest_of_a_frame_a_full_read_cut() {
 fn a_sink_flush_does_not_wait_for_a_frame_on_its_way() {
     // `Sink::poll_flush` may run on another task than the reader's (after `split`): only a
     // whole request read ahead holds it back, not one still arriving.
-    let mock = Mock::default();
-    let mut conn = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
-    mock.feed(&[text("a"), long_text(100)].concat());
-    assert_eq!(recv(&mut conn), Some(Message::text("a")));
+    let (mock, mut conn) = a_received_and_a_frame_on_its_way(WebSocketConfig::default());
     let mut sending = super::Sending::new(Message::text("A"));
     block_on(poll_fn(|cx| {
         conn.poll_send(cx, &mut sending, super::Flush::Batched)
@@ -221,10 +221,7 @@ fn a_sink_flush_does_not_wait_for_a_frame_on_its_way() {
 
 #[test]
 fn replies_held_for_a_frame_on_its_way_stop_at_hold_back() {
-    let mock = Mock::default();
-    let mut conn = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
-    mock.feed(&[text("a"), long_text(100)].concat());
-    assert_eq!(recv(&mut conn), Some(Message::text("a")));
+    let (mock, mut conn) = a_received_and_a_frame_on_its_way(WebSocketConfig::default());
     block_on(conn.send(Message::binary(vec![0; super::HOLD_BACK - 100]))).unwrap();
     assert_eq!(mock.writes(), 0, "below HOLD_BACK: held");
     block_on(conn.send(Message::binary(vec![0; 100]))).unwrap();
@@ -234,15 +231,10 @@ fn replies_held_for_a_frame_on_its_way_stop_at_hold_back() {
 
 #[test]
 fn a_held_reply_leaves_when_the_fairness_budget_yields() {
-    let mock = Mock::default();
-    let config = WebSocketConfig::default()
-        .read_buffer_size(64)
-        .fairness_budget(1);
-    let mut conn = conn(&mock, config);
-    // The rest of the long frame is in the socket: "A" is held, then the budget (one
-    // message) is spent, and the turn ends with the reply written.
-    mock.feed(&[text("a"), long_text(100)].concat());
-    assert_eq!(recv(&mut conn), Some(Message::text("a")));
+    // "A" is held, then the budget (one message) is spent, and the turn ends with the
+    // reply written.
+    let config = WebSocketConfig::default().fairness_budget(1);
+    let (mock, mut conn) = a_received_and_a_frame_on_its_way(config);
     block_on(conn.send(Message::text("A"))).unwrap();
     assert_eq!(mock.writes(), 0);
     let counter = Arc::new(CountingWaker::default());
@@ -260,7 +252,7 @@ fn a_reply_waits_no_longer_than_the_input() {
     let mut cut = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
     // A short read (the socket emptied) ends inside a frame: the rest is not here yet, the
     // reply leaves at once.
-    mock.feed(&[&text("a")[..], &long_text(100)[..20]].concat());
+    mock.feed(&[&text("a")[..], &long_text()[..20]].concat());
     assert_eq!(recv(&mut cut), Some(Message::text("a")));
     block_on(cut.send(Message::text("A"))).unwrap();
     assert_eq!(mock.writes(), 1);
@@ -269,7 +261,7 @@ fn a_reply_waits_no_longer_than_the_input() {
     // back, and leaves when the reader finds the socket empty.
     let mock = Mock::default();
     let mut held = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
-    mock.feed(&[&text("a")[..], &long_text(100)[..57]].concat());
+    mock.feed(&[&text("a")[..], &long_text()[..57]].concat());
     assert_eq!(recv(&mut held), Some(Message::text("a")));
     block_on(held.send(Message::text("A"))).unwrap();
     assert_eq!(mock.writes(), 0);
@@ -376,7 +368,7 @@ fn a_held_reply_goes_out_before_the_close_of_a_bad_frame() {
             .close_timeout(Duration::from_secs(30)),
     );
     // "a", then the start of a text frame whose end is not UTF-8.
-    let mut bad = long_text(100);
+    let mut bad = long_text();
     *bad.last_mut().unwrap() = 0xff;
     mock.feed(&[&text("a")[..], &bad[..57]].concat());
     assert_eq!(recv(&mut conn), Some(Message::text("a")));
@@ -401,7 +393,7 @@ fn a_held_reply_goes_out_before_the_close_of_a_bad_frame() {
 fn a_held_reply_is_written_when_the_stream_ends_inside_a_frame() {
     let mock = Mock::default();
     let mut conn = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
-    mock.feed(&[&text("a")[..], &long_text(100)[..57]].concat());
+    mock.feed(&[&text("a")[..], &long_text()[..57]].concat());
     mock.end();
     assert_eq!(recv(&mut conn), Some(Message::text("a")));
     block_on(conn.send(Message::text("A"))).unwrap();

@@ -223,10 +223,10 @@ impl Input {
     /// nothing was buffered (the usual case with one request in flight), the frame's header
     /// is taken and its payload alone copied out: [`Filled::Frame`].
     fn fill(&mut self, stream: &mut impl Read, limits: &Limits) -> Result<Filled> {
-        let want = if self.buf.is_empty() && self.header.is_none() {
-            first_read(limits.read_buffer, self.last_len)
-        } else {
+        let want = if self.partial() {
             limits.read_buffer
+        } else {
+            first_read(limits.read_buffer, self.last_len)
         };
         with_scratch(want, |scratch| {
             let n = stream.read(scratch)?;
