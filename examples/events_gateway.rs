@@ -129,32 +129,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .health_endpoint(Some("/healthz")),
             )
             .into_server()?;
-        let signals = shutdown_on_signals(&server)?;
+        let signal = shutdown_signal()?;
         let listener = std::net::TcpListener::bind((host.as_str(), port))?;
         println!(
             "events_gateway listening on ws://{}/ws",
             listener.local_addr()?
         );
-        // `serve` returns once a signal has started the shutdown and the connections are gone.
-        futures_lite::future::or(server.serve(listener), signals).await?;
+        // Returns once a signal has started the shutdown and the connections are gone.
+        server
+            .serve_with_graceful_shutdown(listener, signal)
+            .await?;
         println!("events_gateway stopped");
         Ok(())
     })
 }
 
-/// SIGINT and SIGTERM start a graceful shutdown: a future to run next to `serve` on the
-/// same thread (no thread of its own). It never completes.
-fn shutdown_on_signals(
-    server: &nestforge_edge::Server,
-) -> std::io::Result<impl Future<Output = nestforge_edge::Result<()>>> {
+/// SIGINT and SIGTERM s/// Completes at SIGINT or SIGTERM. It runs next to `serve` on the same thread (no thread of
+/// its own).
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     use async_signal::{Signal, Signals};
     use futures_lite::StreamExt;
     let mut signals = Signals::new([Signal::Int, Signal::Term])?;
-    let handle = server.shutdown_handle();
     Ok(async move {
-        if signals.next().await.is_some() {
-            handle.shutdown();
+        if signals.next().await.is_none() {
+            std::future::pending::<()>().await; // no more signals: serve on
         }
-        std::future::pending().await
     })
 }

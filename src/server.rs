@@ -2,6 +2,7 @@
 //! that touches sockets.
 
 use std::fmt;
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -149,6 +150,61 @@ impl Server {
         or(main, tasks.run()).await;
         event!(info, "stopped");
         Ok(())
+    }
+
+    /// [`serve`](Self::serve) until `signal` completes, then shuts down gracefully (as
+    /// [`ShutdownHandle::shutdown`] does) and returns once the connections are closed: axum's
+    /// `with_graceful_shutdown`.
+    ///
+    /// `signal` runs on the serving thread (no thread of its own) and is polled only when
+    /// its own waker fires. Raced against `serve` with a plain `or`, it would be polled at
+    /// every wake-up of any connection, and a future whose poll tries a read, such as
+    /// async-signal's `Signals` (one `recvfrom` per poll), would cost a syscall per message.
+    ///
+    /// ```no_run
+    /// # use nestforge_edge::prelude::*;
+    /// # module! { struct AppModule { providers: [] } }
+    /// # struct Echo;
+    /// # impl WebSocketGateway for Echo {
+    /// #     fn on_connect(&self, _: WebSocketContext, _: WebSocket) -> WebSocketFuture {
+    /// #         Box::pin(async {})
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures_lite::StreamExt;
+    /// let mut signals = async_signal::Signals::new([async_signal::Signal::Int])?;
+    /// nestforge_edge::block_on(async {
+    ///     let server = NestForgeFactory::<AppModule>::create()?
+    ///         .with_websocket_gateway(Echo)
+    ///         .into_server()?;
+    ///     let listener = std::net::TcpListener::bind("127.0.0.1:3002")?;
+    ///     let ctrl_c = async move {
+    ///         signals.next().await;
+    ///     };
+    ///     server.serve_with_graceful_shutdown(listener, ctrl_c).await
+    /// })?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn serve_with_graceful_shutdown<F>(
+        &self,
+        listener: TcpListener,
+        signal: F,
+    ) -> Result<()>
+    where
+        F: Future<Output = ()>,
+    {
+        let handle = self.shutdown_handle();
+        let signal = OwnWakeups::new(async move {
+            signal.await;
+            handle.shutdown();
+        });
+        let shut_down = async {
+            signal.await;
+            // `serve` finishes the drain and returns.
+            std::future::pending::<Result<()>>().await
+        };
+        or(self.serve(listener), shut_down).await
     }
 
     /// Serves one already-accepted connection (any `AsyncRead + AsyncWrite` stream): the

@@ -259,6 +259,89 @@ fn graceful_shutdown_returns_within_the_deadline() {
     drop(rude);
 }
 
+/// A shutdown signal that counts its polls and completes once `fire` is called.
+#[derive(Clone, Default)]
+struct CountedSignal {
+    polls: Arc<std::sync::atomic::AtomicUsize>,
+    fired: Arc<std::sync::atomic::AtomicBool>,
+    waker: Arc<Mutex<Option<std::task::Waker>>>,
+}
+
+impl CountedSignal {
+    fn polls(&self) -> usize {
+        self.polls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn fire(&self) {
+        self.fired.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(waker) = self.waker.lock().unwrap().take() {
+            waker.wake();
+        }
+    }
+}
+
+impl std::future::Future for CountedSignal {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        self.polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *self.waker.lock().unwrap() = Some(cx.waker().clone());
+        if self.fired.load(std::sync::atomic::Ordering::SeqCst) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}
+
+/// `serve_with_graceful_shutdown` under `run`: 100 echoed messages poll the signal once
+/// (at the start, not per message); when it completes the client gets Close 1001 and
+/// `serve_with_graceful_shutdown` returns `Ok`.
+fn signal_ends_serving(
+    run: fn(Server, std::net::TcpListener, CountedSignal) -> nestforge_edge::Result<()>,
+) {
+    let (server, log, _) = recorder_server(WebSocketConfig::default(), ServerConfig::default());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let signal = CountedSignal::default();
+    let thread = std::thread::spawn({
+        let signal = signal.clone();
+        move || run(server, listener, signal)
+    });
+    let mut client = raw_upgrade(addr, "/ws");
+    for i in 0..100 {
+        let text = format!("m{i}");
+        client.write_all(&frame(true, 1, text.as_bytes())).unwrap();
+        assert_eq!(read_frame(&mut client).unwrap(), (1, text.into_bytes()));
+    }
+    assert_eq!(signal.polls(), 1, "polled by the connection's wake-ups");
+    signal.fire();
+    assert_eq!(read_close_code(&mut client), Some(1001));
+    client
+        .write_all(&frame(true, 8, &1001u16.to_be_bytes()))
+        .unwrap();
+    thread.join().unwrap().unwrap();
+    assert_eq!(signal.polls(), 2);
+    assert_eq!(wait_for(&log, 1)[0].1, 1001);
+}
+
+#[test]
+fn a_shutdown_signal_ends_serving_under_the_crates_block_on() {
+    signal_ends_serving(|server, listener, signal| {
+        nestforge_edge::block_on(server.serve_with_graceful_shutdown(listener, signal))
+    });
+}
+
+#[test]
+fn a_shutdown_signal_ends_serving_under_smol() {
+    signal_ends_serving(|server, listener, signal| {
+        smol::block_on(server.serve_with_graceful_shutdown(listener, signal))
+    });
+}
+
 #[test]
 fn sigterm_to_the_example_closes_clients_with_1001_and_exits_0() {
     let echo = example("echo");
