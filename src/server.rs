@@ -96,6 +96,7 @@ impl Server {
     /// Serves `listener` until shutdown, then closes every connection (Close 1001) and
     /// returns once they are closed or `shutdown_timeout` has passed.
     pub async fn serve(&self, listener: TcpListener) -> Result<()> {
+        crate::tcp::reserve_descriptors(&listener, self.shared.config.max_connections);
         let listener = Acceptor::new(listener)?;
         let local = listener.local_addr().ok();
         for mount in &self.shared.mounts {

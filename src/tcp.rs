@@ -1,5 +1,6 @@
 //! A TCP stream whose `poll_close` half-closes (`shutdown(Write)`), which `Async<TcpStream>`
-//! does not: the close handshake and HTTP rejections rely on the peer seeing EOF.
+//! does not: the close handshake and HTTP rejections rely on the peer seeing EOF. And the
+//! listener side: the acceptor, and room for the connections' descriptors.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -78,6 +79,36 @@ impl Io for Tcp {
         self.0.poll_readable(cx)
     }
 }
+
+/// Grows the process's descriptor table, before the first client, to hold `connections`
+/// more descriptors (and an eighth more, for connections refused over the limit), up to
+/// 65,536 and as far as `RLIMIT_NOFILE` allows.
+///
+/// Linux grows the table by doubling when a descriptor number does not fit, and in a
+/// process with more than one thread (async-io's, a signal thread) it then waits for an RCU
+/// grace period: 13-22 ms inside the `accept4` that crosses 256, 512, 1,024 ... descriptors,
+/// while every connection of the serving thread waits too (BENCHMARKS.md, 2026-12-01).
+/// Done once here, the wait is paid before serving. It costs the table's own memory, 8 bytes
+/// per descriptor, which the connections would take anyway once open.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn reserve_descriptors(listener: &TcpListener, connections: usize) {
+    use std::os::fd::AsRawFd;
+    let room = connections.min(1 << 16) as i32;
+    let mut highest = listener.as_raw_fd().saturating_add(room + room / 8 + 16);
+    // Duplicating the listener to a descriptor number at least `highest` grows the table to
+    // hold it; the duplicate is closed at once, the table keeps its size. Above the limit the
+    // call fails (`EINVAL`): half as far, until the default table (64) would do.
+    while highest > 64 {
+        if rustix::io::fcntl_dupfd_cloexec(listener, highest).is_ok() {
+            return;
+        }
+        highest /= 2;
+    }
+}
+
+/// Elsewhere the table is left as it is.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn reserve_descriptors(_listener: &TcpListener, _connections: usize) {}
 
 /// The listener of a `serve` call: on the run loop's own reactor inside
 /// [`block_on`](crate::block_on), on async-io's under any other executor.
