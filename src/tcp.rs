@@ -97,12 +97,12 @@ pub(crate) fn reserve_descriptors(listener: &TcpListener, connections: usize) {
     let mut highest = listener.as_raw_fd().saturating_add(room + room / 8 + 16);
     // Duplicating the listener to a descriptor number at least `highest` grows the table to
     // hold it; the duplicate is closed at once, the table keeps its size. Above the limit the
-    // call fails (`EINVAL`): half as far, until the default table (64) would do.
+    // call fails (`EINVAL`): an eighth less, until the default table (64) would do.
     while highest > 64 {
         if rustix::io::fcntl_dupfd_cloexec(listener, highest).is_ok() {
             return;
         }
-        highest /= 2;
+        highest -= highest / 8;
     }
 }
 
