@@ -144,7 +144,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
-/// SIGINT and SIGTERM s/// Completes at SIGINT or SIGTERM. It runs next to `serve` on the same thread (no thread of
+/// Completes at SIGINT or SIGTERM. It runs next to `serve` on the same thread (no thread of
 /// its own).
 fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     use async_signal::{Signal, Signals};
