@@ -58,17 +58,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with_websocket_gateway_config(Echo, config)
             .with_server_config(server_config)
             .into_server()?;
-        let handle = server.shutdown_handle();
         let mut signals =
             async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])?;
-        std::thread::spawn(move || {
-            if smol::block_on(futures_lite::StreamExt::next(&mut signals)).is_some() {
-                handle.shutdown();
+        let signal = async move {
+            if futures_lite::StreamExt::next(&mut signals).await.is_none() {
+                std::future::pending::<()>().await; // no more signals: serve on
             }
-        });
+        };
         let listener = std::net::TcpListener::bind((host.as_str(), port))?;
         println!("echo listening on ws://{}/ws", listener.local_addr()?);
-        server.serve(listener).await?;
+        server
+            .serve_with_graceful_shutdown(listener, signal)
+            .await?;
         Ok(())
     })
 }
