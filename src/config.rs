@@ -323,10 +323,10 @@ impl ServerConfig {
     }
 
     /// Open connections (upgraded or upgrading) beyond which new ones get `503` before the
-    /// upgrade. Default 64. On Linux `serve` grows the process's descriptor table to hold
-    /// this many (and an eighth more) before the first client, up to 65,536 and within
-    /// `RLIMIT_NOFILE`: 8 bytes of kernel memory each, and no stall when the table would
-    /// otherwise grow under load.
+    /// upgrade. Default 64. On Linux `serve` first grows the process's descriptor table to
+    /// hold this many more (and an eighth), within `RLIMIT_NOFILE` and at most 65,536 entries,
+    /// rounded up to a power of two (8 bytes of kernel memory each): the table then never
+    /// grows under load, where each growth stalls the serving thread for milliseconds.
     pub fn get_max_connections(&self) -> usize {
         self.max_connections
     }

@@ -154,8 +154,9 @@ impl Server {
     }
 
     /// [`serve`](Self::serve) until `signal` completes, then shuts down gracefully (as
-    /// [`ShutdownHandle::shutdown`] does) and returns once the connections are closed: axum's
-    /// `with_graceful_shutdown`.
+    /// [`ShutdownHandle::shutdown`] does) and returns once the connections are closed or
+    /// `shutdown_timeout` has passed: axum's `with_graceful_shutdown`. A server shut down
+    /// stays so: serving it (or a clone) again returns `Ok` at once.
     ///
     /// `signal` runs on the serving thread (no thread of its own) and is polled only when
     /// its own waker fires. Raced against `serve` with a plain `or`, it would be polled at

@@ -336,6 +336,17 @@ fn a_shutdown_signal_ends_serving_under_the_crates_block_on() {
 }
 
 #[test]
+fn a_shutdown_signal_already_complete_ends_serving_at_once() {
+    let (server, log, _) = recorder_server(WebSocketConfig::default(), ServerConfig::default());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    nestforge_edge::block_on(server.serve_with_graceful_shutdown(listener, async {})).unwrap();
+    // The listener is closed with the return: nobody is left queued.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+    assert!(log.lock().unwrap().is_empty());
+}
+
+#[test]
 fn a_shutdown_signal_ends_serving_under_smol() {
     signal_ends_serving(|server, listener, signal| {
         smol::block_on(server.serve_with_graceful_shutdown(listener, signal))
