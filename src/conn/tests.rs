@@ -186,9 +186,14 @@ fn long_text() -> Vec<u8> {
 /// brought it took all 64 bytes it was offered, ending inside a 100-byte frame whose rest
 /// is already in the socket.
 fn a_received_and_a_frame_on_its_way(config: WebSocketConfig) -> (Mock, Conn) {
+    a_received_before(config, &long_text())
+}
+
+/// A connection with 64-byte reads that received "a", with `next` behind it in the socket.
+fn a_received_before(config: WebSocketConfig, next: &[u8]) -> (Mock, Conn) {
     let mock = Mock::default();
     let mut conn = conn(&mock, config.read_buffer_size(64));
-    mock.feed(&[text("a"), long_text()].concat());
+    mock.feed(&[&text("a")[..], next].concat());
     assert_eq!(recv(&mut conn), Some(Message::text("a")));
     (mock, conn)
 }
@@ -248,21 +253,15 @@ fn a_held_reply_leaves_when_the_fairness_budget_yields() {
 
 #[test]
 fn a_reply_waits_no_longer_than_the_input() {
-    let mock = Mock::default();
-    let mut cut = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
     // A short read (the socket emptied) ends inside a frame: the rest is not here yet, the
     // reply leaves at once.
-    mock.feed(&[&text("a")[..], &long_text()[..20]].concat());
-    assert_eq!(recv(&mut cut), Some(Message::text("a")));
+    let (mock, mut cut) = a_received_before(WebSocketConfig::default(), &long_text()[..20]);
     block_on(cut.send(Message::text("A"))).unwrap();
     assert_eq!(mock.writes(), 1);
 
     // A read that fills its buffer exactly where the sender stopped: the reply is held
     // back, and leaves when the reader finds the socket empty.
-    let mock = Mock::default();
-    let mut held = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
-    mock.feed(&[&text("a")[..], &long_text()[..57]].concat());
-    assert_eq!(recv(&mut held), Some(Message::text("a")));
+    let (mock, mut held) = a_received_before(WebSocketConfig::default(), &long_text()[..57]);
     block_on(held.send(Message::text("A"))).unwrap();
     assert_eq!(mock.writes(), 0);
     let waker = Waker::from(Arc::new(CountingWaker::default()));
