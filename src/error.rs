@@ -143,6 +143,8 @@ pub enum Error {
         /// The endpoint.
         endpoint: String,
     },
+    /// A push was not queued ([`Connections::emit`](crate::Connections::emit)).
+    Push(crate::PushError),
     /// A WebSocket protocol or transport error on a connection.
     WebSocket(tungstenite::Error),
     /// An I/O error (binding, accepting).
@@ -298,7 +300,7 @@ impl Error {
     /// `id` and `pattern` are present when the request carried them; `detail` is present when
     /// the error has a cause (serde's reason for `bad_payload`).
     pub fn to_json(&self) -> String {
-        crate::wire::error_frame(self)
+        crate::wire::error_frame(self, None)
     }
 
     /// [`Error::to_json`] as a Text [`Message`](crate::Message), ready to send.
@@ -369,6 +371,7 @@ impl fmt::Display for Error {
             Error::DuplicateEndpoint { endpoint } => {
                 write!(f, "Two gateways are mounted on `{endpoint}`")?
             }
+            Error::Push(e) => fmt::Display::fmt(e, f)?,
             Error::WebSocket(e) => fmt::Display::fmt(e, f)?,
             Error::Io(e) => fmt::Display::fmt(e, f)?,
             #[cfg(feature = "mqtt")]
@@ -412,6 +415,7 @@ impl std::error::Error for Error {
             | Error::EncodePayload { source, .. }
             | Error::DecodeReply { source, .. } => Some(source),
             Error::Handler { source, .. } | Error::Provider { source, .. } => Some(&**source),
+            Error::Push(e) => Some(e),
             Error::WebSocket(e) => Some(e),
             Error::Io(e) => Some(e),
             _ => None,

@@ -103,7 +103,7 @@ pub use stats::StatsSnapshot;
 pub use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 pub use tungstenite::{Bytes, Message};
 pub use upgrade::{Headers, Rejection, UpgradeRequest};
-pub use wire::{Kind, RequestFrame, TransportMetadata};
+pub use wire::{event_frame, Kind, RequestFrame, TransportMetadata};
 
 /// NestForge's name for [`Kind`].
 pub type WebSocketMicroserviceKind = Kind;

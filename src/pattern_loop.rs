@@ -8,15 +8,18 @@ use futures_lite::future::poll_fn;
 use tungstenite::Message;
 
 use crate::context::WebSocketContext;
-use crate::error::Result;
-use crate::registry::{handle_websocket_microservice_message, MicroserviceRegistry};
+use crate::error::{Error, Result};
+use crate::registry::{dispatch_frame, error_reply, MicroserviceRegistry};
 use crate::socket::WebSocket;
 
-type Dispatch = Pin<Box<dyn Future<Output = Result<Option<Message>>> + Send>>;
+/// A handler's reply, or its failure with the error frame that answers it (when the request
+/// could be matched: it carried an `id`).
+type Dispatch =
+    Pin<Box<dyn Future<Output = Result<Option<Message>, (Error, Option<Message>)>> + Send>>;
 
 enum Step {
     Frame(Option<Result<Message>>),
-    Done(Result<Option<Message>>),
+    Done(Result<Option<Message>, (Error, Option<Message>)>),
 }
 
 /// Serves request frames on `socket` with `registry`, running up to `max_in_flight`
@@ -78,9 +81,11 @@ pub async fn serve_patterns(
         match step {
             Step::Done(Ok(Some(reply))) => socket.send(reply).await?,
             Step::Done(Ok(None)) => {}
-            Step::Done(Err(err)) => {
+            Step::Done(Err((err, reply))) => {
                 socket.count_dispatch_error();
-                socket.send(err.to_message()).await?
+                socket
+                    .send(reply.unwrap_or_else(|| err.to_message()))
+                    .await?
             }
             Step::Frame(None) => return Ok(()),
             Step::Frame(Some(Err(err))) => return Err(err),
@@ -88,7 +93,12 @@ pub async fn serve_patterns(
                 if message.is_text() || message.is_binary() {
                     let (ctx, registry) = (ctx.clone(), registry.clone());
                     in_flight.push(Box::pin(async move {
-                        handle_websocket_microservice_message(&ctx, &registry, message).await
+                        dispatch_frame(&ctx, &registry, &message)
+                            .await
+                            .map_err(|err| {
+                                let reply = error_reply(&message, &err);
+                                (err, reply)
+                            })
                     }));
                 }
             }

@@ -5,9 +5,12 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
+use serde::Serialize;
 use tungstenite::Message;
 
+use crate::error::{Error, Result};
 use crate::sync::lock;
+use crate::wire::event_frame;
 
 /// The open connections, to push to one by id, to a room, or to all.
 ///
@@ -75,7 +78,7 @@ pub struct Broadcast {
 }
 
 impl Broadcast {
-    fn count(&mut self, result: Result<(), PushError>) {
+    fn count(&mut self, result: std::result::Result<(), PushError>) {
         match result {
             Ok(()) => self.delivered += 1,
             Err(PushError::Dropped) => self.dropped += 1,
@@ -87,7 +90,7 @@ impl Broadcast {
 
 impl Connections {
     /// Queues `message` for connection `id`.
-    pub fn send(&self, id: u64, message: Message) -> Result<(), PushError> {
+    pub fn send(&self, id: u64, message: Message) -> std::result::Result<(), PushError> {
         let outbox = lock(&self.table).outboxes.get(&id).cloned();
         outbox.ok_or(PushError::NotConnected)?.push(message)
     }
@@ -100,6 +103,37 @@ impl Connections {
             report.count(outbox.push(message.clone()));
         }
         report
+    }
+
+    /// Pushes the event `pattern` with `payload` to connection `id`: the frame
+    /// `{"kind":"event","pattern":..,"payload":..}` ([`event_frame`](crate::event_frame)),
+    /// which clients (the JavaScript client's `on(pattern, ..)`) tell apart from replies.
+    /// Fails with [`Error::EncodePayload`](crate::Error) when `payload` does not serialize,
+    /// [`Error::Push`](crate::Error) when it was not queued.
+    pub fn emit<T: Serialize + ?Sized>(&self, id: u64, pattern: &str, payload: &T) -> Result<()> {
+        self.send(id, event_frame(pattern, payload)?)
+            .map_err(Error::Push)
+    }
+
+    /// Pushes the event `pattern` with `payload` to every connection in `room` (serialized
+    /// once). See [`emit`](Self::emit).
+    pub fn emit_to_room<T: Serialize + ?Sized>(
+        &self,
+        room: &str,
+        pattern: &str,
+        payload: &T,
+    ) -> Result<Broadcast> {
+        Ok(self.to_room(room, event_frame(pattern, payload)?))
+    }
+
+    /// Pushes the event `pattern` with `payload` to every open connection (serialized
+    /// once). See [`emit`](Self::emit).
+    pub fn emit_to_all<T: Serialize + ?Sized>(
+        &self,
+        pattern: &str,
+        payload: &T,
+    ) -> Result<Broadcast> {
+        Ok(self.broadcast(event_frame(pattern, payload)?))
     }
 
     /// Adds connection `id` to `room`; `false` if it is not open.
@@ -229,7 +263,7 @@ impl Outbox {
         }
     }
 
-    fn push(&self, message: Message) -> Result<(), PushError> {
+    fn push(&self, message: Message) -> std::result::Result<(), PushError> {
         let mut state = lock(&self.state);
         if state.closed || state.overflowed {
             return Err(PushError::NotConnected);
@@ -278,5 +312,47 @@ impl Outbox {
     /// Puts back a message the write buffer had no room for.
     pub(crate) fn unpop(&self, message: Message) {
         lock(&self.state).queue.push_front(message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn popped(outbox: &Outbox) -> String {
+        match outbox.pop(std::task::Waker::noop()) {
+            Drained::Message(message) => message.into_text().unwrap().to_string(),
+            _ => panic!("nothing queued"),
+        }
+    }
+
+    #[test]
+    fn emit_pushes_event_frames_to_one_a_room_and_all() {
+        let connections = Connections::default();
+        let (a, b) = (
+            Arc::new(Outbox::new(4, Overflow::Drop)),
+            Arc::new(Outbox::new(4, Overflow::Drop)),
+        );
+        connections.register(1, Arc::clone(&a));
+        connections.register(2, Arc::clone(&b));
+        assert!(connections.join(2, "kitchen"));
+        connections.emit(1, "t", &1).unwrap();
+        assert_eq!(popped(&a), r#"{"kind":"event","pattern":"t","payload":1}"#);
+        let report = connections.emit_to_room("kitchen", "temp", &21.5).unwrap();
+        assert_eq!(report.delivered, 1);
+        assert_eq!(
+            popped(&b),
+            r#"{"kind":"event","pattern":"temp","payload":21.5}"#
+        );
+        assert_eq!(connections.emit_to_all("x", "y").unwrap().delivered, 2);
+        assert!(matches!(
+            connections.emit(9, "t", &()),
+            Err(Error::Push(PushError::NotConnected))
+        ));
+        let unencodable: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        assert!(matches!(
+            connections.emit_to_all("x", &unencodable),
+            Err(Error::EncodePayload { .. })
+        ));
     }
 }

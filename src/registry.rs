@@ -178,10 +178,14 @@ pub struct MicroserviceRegistry {
     routes: Arc<Routes>,
 }
 
+/// An observer of dispatch failures (see [`MicroserviceRegistryBuilder::on_error`]).
+type ErrorObserver = Box<dyn Fn(&Error, &WebSocketContext) + Send + Sync>;
+
 #[derive(Default)]
 struct Routes {
     messages: HashMap<Arc<str>, Route, PatternHash>,
     events: HashMap<Arc<str>, Route, PatternHash>,
+    on_error: Option<ErrorObserver>,
 }
 
 /// The route tables' hash: eight bytes per step (FxHash's multiply-rotate). The tables
@@ -525,6 +529,37 @@ impl MicroserviceRegistryBuilder {
         self
     }
 
+    /// Calls `observer` with every failure of a frame dispatched through
+    /// [`handle_websocket_microservice_message`] (or [`serve_patterns`](crate::serve_patterns)),
+    /// before it is returned or answered: the one place that sees them all, including the
+    /// failures of requests with an `id`, which are answered with an error frame (`Ok`) rather
+    /// than returned as `Err`. For logging and metrics; it runs on the connection's task, so
+    /// it should not block. At most one observer: a second call replaces the first.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use nestforge_edge::MicroserviceRegistry;
+    ///
+    /// let failures = Arc::new(AtomicUsize::new(0));
+    /// let seen = Arc::clone(&failures);
+    /// let registry = MicroserviceRegistry::builder()
+    ///     .on_error(move |err, ctx| {
+    ///         seen.fetch_add(1, Ordering::Relaxed);
+    ///         eprintln!("conn {}: {} ({})", ctx.connection_id(), err, err.code());
+    ///     })
+    ///     .build();
+    /// # let _ = registry;
+    /// ```
+    pub fn on_error<F>(mut self, observer: F) -> Self
+    where
+        F: Fn(&Error, &WebSocketContext) + Send + Sync + 'static,
+    {
+        self.routes.on_error = Some(Box::new(observer));
+        self
+    }
+
     /// Freezes the table, or reports the first pattern registered twice in one namespace
     /// ([`Error::DuplicatePattern`]).
     pub fn try_build(self) -> Result<MicroserviceRegistry> {
@@ -561,9 +596,18 @@ impl fmt::Debug for MicroserviceRegistryBuilder {
 /// - a Text or Binary frame holding a request is decoded and dispatched: a `message` gives
 ///   `Ok(Some(reply))` (always a Text frame), an `event` gives `Ok(None)`;
 /// - Ping, Pong and Close give `Ok(None)`: the transport answers pings and closes itself;
-/// - every failure is an [`Error`] whose `Display` is NestForge's text (send it as
-///   `format!("error:{err}")`) and which renders a JSON error frame with
-///   [`Error::to_message`].
+/// - a failure of a request that carried an `id` is answered: `Ok(Some(frame))` with the
+///   JSON error frame `{"id":..,"pattern":..,"error":{"code":..,"message":..}}`
+///   ([`Error::to_message`]), so that a client with several requests in flight can tell which
+///   one failed, whatever the gateway does with `Err`;
+/// - any other failure is an [`Error`] whose `Display` is NestForge's text (send it as
+///   `format!("error:{err}")`, byte for byte what NestForge sends) and which renders a JSON
+///   error frame with [`Error::to_message`].
+///
+/// Every failure, answered or returned, is first shown to the registry's
+/// [`on_error`](MicroserviceRegistryBuilder::on_error) observer (and logged at `debug` with
+/// the feature `log`): a gateway that logs its `Err` arm sees the failures of requests
+/// without `id` there, and all of them through the observer.
 ///
 /// # Examples
 /// ```
@@ -590,23 +634,62 @@ pub async fn handle_websocket_microservice_message(
     registry: &MicroserviceRegistry,
     message: Message,
 ) -> Result<Option<Message>> {
-    let request = match &message {
+    match dispatch_frame(ctx, registry, &message).await {
+        Ok(reply) => Ok(reply),
+        Err(err) => match error_reply(&message, &err) {
+            Some(frame) => Ok(Some(frame)),
+            None => Err(err),
+        },
+    }
+}
+
+/// [`handle_websocket_microservice_message`] without the answer to failed requests that
+/// carried an `id`: every failure is returned (after the observer saw it).
+pub(crate) async fn dispatch_frame(
+    ctx: &WebSocketContext,
+    registry: &MicroserviceRegistry,
+    message: &Message,
+) -> Result<Option<Message>> {
+    let request = match message {
         Message::Text(text) => Input::Text(text),
         Message::Binary(bytes) => Input::Binary(bytes),
         _ => return Ok(None),
     };
     match registry.dispatch(ctx, request).await {
         Ok(reply) => Ok(reply.map(Message::Text)),
-        Err(err) => {
-            event!(
-                debug,
-                "conn={} dispatch failed ({}): {err:#}",
-                ctx.connection_id(),
-                err.code()
-            );
-            Err(err)
-        }
+        Err(err) => Err(observed(ctx, registry, err)),
     }
+}
+
+/// Shows a dispatch failure to the log and to the registry's observer.
+#[cold]
+fn observed(ctx: &WebSocketContext, registry: &MicroserviceRegistry, err: Error) -> Error {
+    event!(
+        debug,
+        "conn={} dispatch failed ({}): {err:#}",
+        ctx.connection_id(),
+        err.code()
+    );
+    if let Some(observer) = &registry.routes.on_error {
+        observer(&err, ctx);
+    }
+    err
+}
+
+/// The error frame answering `request`'s failure `err` when the request carried an `id`
+/// (read again from the frame when it did not decode); `None` without one.
+#[cold]
+pub(crate) fn error_reply(request: &Message, err: &Error) -> Option<Message> {
+    let probed = match err {
+        Error::BadFrame { .. } => crate::wire::id_of_bad_frame(match request {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(bytes) => bytes,
+            _ => return None,
+        }),
+        _ => None,
+    };
+    let has_id = err.request().is_some_and(|r| r.id.is_some()) || probed.is_some();
+    has_id.then(|| Message::Text(crate::wire::error_frame(err, probed.as_deref()).into()))
 }
 
 #[cfg(test)]

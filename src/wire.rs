@@ -130,20 +130,7 @@ impl<'a> RequestFrame<'a> {
     fn checked(decoded: serde_json::Result<RequestFrame<'a>>) -> Result<Self, Error> {
         let frame = decoded.map_err(|source| Error::BadFrame { source })?;
         if let Some(id) = frame.id {
-            let message = match id.get().as_bytes().first() {
-                Some(b'"') => None,
-                // Echoed verbatim: a number outside f64's range (`1e400`) would make the reply
-                // and error frames unreadable for serde_json ("number out of range"). An
-                // integer of up to 300 digits is inside it (the usual id: no parse).
-                Some(b'-' | b'0'..=b'9') => {
-                    let digits = id.get().trim_start_matches('-');
-                    let integer = digits.len() <= 300 && digits.bytes().all(|b| b.is_ascii_digit());
-                    (!integer && serde_json::from_str::<f64>(id.get()).is_err())
-                        .then_some("`id` is a number out of range")
-                }
-                _ => Some("`id` must be a number or a string"),
-            };
-            if let Some(message) = message {
+            if let Some(message) = check_id(id) {
                 return Err(Error::BadFrame {
                     source: serde::de::Error::custom(message),
                 });
@@ -156,6 +143,71 @@ impl<'a> RequestFrame<'a> {
     pub fn payload_json(&self) -> &str {
         self.payload.map_or(NULL, RawValue::get)
     }
+}
+
+/// The `id` of a request frame that failed to decode, when the frame is a JSON object whose
+/// `id` is valid (a string, or a number in range): its error can still be matched.
+#[cold]
+pub(crate) fn id_of_bad_frame(bytes: &[u8]) -> Option<Box<RawValue>> {
+    #[derive(Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow, default)]
+        id: Option<&'a RawValue>,
+    }
+    let probe: Probe<'_> = serde_json::from_slice(bytes).ok()?;
+    let id = probe.id?;
+    check_id(id).is_none().then(|| id.to_owned())
+}
+
+/// Why `id` cannot be echoed, if it cannot.
+fn check_id(id: &RawValue) -> Option<&'static str> {
+    match id.get().as_bytes().first() {
+        Some(b'"') => None,
+        // Echoed verbatim: a number outside f64's range (`1e400`) would make the reply and
+        // error frames unreadable for serde_json ("number out of range"). An integer of up
+        // to 300 digits is inside it (the usual id: no parse).
+        Some(b'-' | b'0'..=b'9') => {
+            let digits = id.get().trim_start_matches('-');
+            let integer = digits.len() <= 300 && digits.bytes().all(|b| b.is_ascii_digit());
+            (!integer && serde_json::from_str::<f64>(id.get()).is_err())
+                .then_some("`id` is a number out of range")
+        }
+        _ => Some("`id` must be a number or a string"),
+    }
+}
+
+/// A push: the event frame `{"kind":"event","pattern":..,"payload":..}` that a server sends
+/// to its clients unasked (a request's reply has no `kind`). What
+/// [`Connections::emit`](crate::Connections::emit) and its siblings send.
+///
+/// Fails with [`Error::EncodePayload`] when `payload` does not serialize to JSON.
+///
+/// # Examples
+/// ```
+/// let frame = nestforge_edge::event_frame("sensor.reading", &21.5)?;
+/// assert_eq!(
+///     frame.to_text()?,
+///     r#"{"kind":"event","pattern":"sensor.reading","payload":21.5}"#
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn event_frame<T: Serialize + ?Sized>(
+    pattern: &str,
+    payload: &T,
+) -> Result<tungstenite::Message, Error> {
+    let mut out = Vec::with_capacity(64 + pattern.len());
+    out.extend_from_slice(b"{\"kind\":\"event\",\"pattern\":");
+    write_str(&mut out, pattern);
+    out.extend_from_slice(b",\"payload\":");
+    serde_json::to_writer(&mut out, payload).map_err(|source| Error::EncodePayload {
+        kind: Kind::Event,
+        request: crate::error::Request::new(None, pattern),
+        source,
+    })?;
+    out.push(b'}');
+    // Only JSON text was written.
+    let text = String::from_utf8(out).unwrap_or_default();
+    Ok(tungstenite::Message::Text(text.into()))
 }
 
 // The writers below write into memory (a `Vec` or a `BytesMut`), which cannot fail.
@@ -190,17 +242,19 @@ fn write_str(out: &mut impl Write, s: &str) {
     let _ = serde_json::to_writer(out, s);
 }
 
-/// Renders [`Error::to_json`].
+/// Renders [`Error::to_json`]; `id` stands in for the request's when the error has none
+/// (a frame that failed to decode, but whose `id` could be read).
 #[cold]
-pub(crate) fn error_frame(err: &Error) -> String {
+pub(crate) fn error_frame(err: &Error, id: Option<&RawValue>) -> String {
     let mut out = Vec::with_capacity(128);
     out.push(b'{');
-    if let Some(request) = err.request() {
-        if let Some(id) = &request.id {
-            out.extend_from_slice(b"\"id\":");
-            out.extend_from_slice(id.get().as_bytes());
-            out.push(b',');
-        }
+    let request = err.request();
+    if let Some(id) = request.and_then(|r| r.id.as_deref()).or(id) {
+        out.extend_from_slice(b"\"id\":");
+        out.extend_from_slice(id.get().as_bytes());
+        out.push(b',');
+    }
+    if let Some(request) = request {
         out.extend_from_slice(b"\"pattern\":");
         write_str(&mut out, &request.pattern);
         out.push(b',');

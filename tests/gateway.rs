@@ -353,6 +353,86 @@ fn json_error_frames_with_codes_and_ids() {
 }
 
 #[test]
+fn requests_with_ids_get_matchable_error_frames_from_the_nestforge_gateway() {
+    let running = spawn(server());
+    smol::block_on(within(10, async {
+        let mut ws = connect(running.addr, "/ws").await;
+        next_text(&mut ws).await;
+        let cases = [
+            (
+                r#"{"kind":"message","pattern":"nope","payload":null,"id":7}"#,
+                r#"{"id":7,"pattern":"nope","error":{"code":"unknown_pattern","message":"No message handler registered for `nope`"}}"#,
+            ),
+            (
+                r#"{"kind":"event","pattern":"nope","id":"e-1"}"#,
+                r#"{"id":"e-1","pattern":"nope","error":{"code":"unknown_pattern","message":"No event handler registered for `nope`"}}"#,
+            ),
+            (
+                r#"{"kind":"message","pattern":"app.boom","id":8}"#,
+                r#"{"id":8,"pattern":"app.boom","error":{"code":"handler_error","message":"boom"}}"#,
+            ),
+            // A frame that does not decode, but whose id can be read.
+            (
+                r#"{"pattern":"p","id":9}"#,
+                r#"{"id":9,"error":{"code":"bad_frame","message":"missing field `kind` at line 1 column 22"}}"#,
+            ),
+            // An id that cannot be echoed: NestForge's text.
+            (
+                r#"{"kind":"message","pattern":"p","id":[1]}"#,
+                "error:`id` must be a number or a string",
+            ),
+        ];
+        for (request, reply) in cases {
+            send_text(&mut ws, request).await;
+            assert_eq!(next_text(&mut ws).await, reply, "{request}");
+        }
+        // Sixty interleaved requests, half failing, each answer matched by its id.
+        for id in 0..60 {
+            let pattern = if id % 2 == 0 { "app.info" } else { "nope" };
+            let frame = format!(r#"{{"kind":"message","pattern":"{pattern}","id":{id}}}"#);
+            send_text(&mut ws, &frame).await;
+        }
+        for id in 0..60 {
+            let reply: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+            assert_eq!(reply["id"], id);
+            assert_eq!(reply.get("error").is_some(), id % 2 == 1, "{reply}");
+        }
+    }));
+}
+
+#[test]
+fn the_error_observer_sees_every_failure() {
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&failures);
+    let registry = MicroserviceRegistry::builder()
+        .message("ok", |_: (), _| async { Ok(1) })
+        .on_error(move |err, _ctx| seen.lock().unwrap().push(err.code()))
+        .build();
+    let ctx = WebSocketContext::detached(Providers::default());
+    let run = |text: &str| {
+        futures_lite::future::block_on(handle_websocket_microservice_message(
+            &ctx,
+            &registry,
+            Message::Text(text.into()),
+        ))
+    };
+    assert!(run(r#"{"kind":"message","pattern":"ok"}"#).is_ok());
+    assert!(run(r#"{"kind":"message","pattern":"no"}"#).is_err());
+    assert!(run(r#"{"kind":"message","pattern":"no","id":1}"#)
+        .unwrap()
+        .is_some());
+    assert!(run("{").is_err());
+    assert_eq!(
+        *failures.lock().unwrap(),
+        [
+            ErrorCode::UnknownPattern,
+            ErrorCode::UnknownPattern,
+            ErrorCode::BadFrame
+        ]
+    );
+}
+
+#[test]
 fn dispatch_errors_are_matchable() {
     let providers = AppModule::providers().unwrap();
     let patterns = providers.resolve::<WsPatterns>().unwrap();
@@ -364,12 +444,20 @@ fn dispatch_errors_are_matchable() {
             Message::Text(text.into()),
         ))
     };
-    let err = run(r#"{"kind":"event","pattern":"x","id":5}"#).unwrap_err();
+    // Without an id: the error, matchable by variant and code.
+    let err = run(r#"{"kind":"event","pattern":"x"}"#).unwrap_err();
     assert!(
         matches!(&err, Error::UnknownPattern { kind: Kind::Event, request } if &*request.pattern == "x")
     );
     assert_eq!(err.code(), ErrorCode::UnknownPattern);
-    assert_eq!(err.request().unwrap().id.as_ref().unwrap().get(), "5");
+    // With an id: answered with the error frame that carries it.
+    let reply = run(r#"{"kind":"event","pattern":"x","id":5}"#)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        reply.to_text().unwrap(),
+        r#"{"id":5,"pattern":"x","error":{"code":"unknown_pattern","message":"No event handler registered for `x`"}}"#
+    );
     let err = run(r#"{"kind":"message","pattern":"app.greet","payload":1}"#).unwrap_err();
     assert_eq!(format!("{err:#}"), "Failed to deserialize message payload: invalid type: integer `1`, expected struct Greet at line 1 column 1");
     assert!(std::error::Error::source(&err).is_some());
