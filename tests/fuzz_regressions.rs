@@ -207,16 +207,37 @@ fn registry() -> MicroserviceRegistry {
         .build()
 }
 
-/// Dispatches `frame` as a Binary message; the reply text, or the error frame.
+/// Dispatches `frame` as a Binary message; the reply text, or the error frame (returned,
+/// or answered when the request had an id) and its code.
 fn dispatch(frame: &str) -> Result<Option<String>, (ErrorCode, String)> {
     let ctx = WebSocketContext::detached(Providers::default());
-    block_on(handle_websocket_microservice_message(
+    let reply = block_on(handle_websocket_microservice_message(
         &ctx,
         &registry(),
         Message::Binary(frame.as_bytes().to_vec().into()),
     ))
-    .map(|reply| reply.map(|m| m.into_text().unwrap().to_string()))
-    .map_err(|err| (err.code(), err.to_json()))
+    .map_err(|err| (err.code(), err.to_json()))?;
+    let Some(text) = reply.map(|m| m.into_text().unwrap().to_string()) else {
+        return Ok(None);
+    };
+    let code = json(&text)["error"]["code"].as_str().map(|code| {
+        [
+            ErrorCode::BadFrame,
+            ErrorCode::UnknownPattern,
+            ErrorCode::BadPayload,
+            ErrorCode::HandlerError,
+            ErrorCode::ProviderMissing,
+            ErrorCode::Forbidden,
+            ErrorCode::Internal,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == code)
+        .expect("a known error code")
+    });
+    match code {
+        Some(code) => Err((code, text)),
+        None => Ok(Some(text)),
+    }
 }
 
 /// The text, checked to be JSON that serde_json reads back.
