@@ -123,11 +123,28 @@ fn check_outcome(
 ) -> Option<String> {
     match result {
         Ok(Some(reply)) => {
-            let frame = frame.expect("a reply for an undecodable frame");
-            assert_eq!(frame.kind, Kind::Message);
             let text = reply.to_text().expect("replies are Text frames");
             let json: Value = serde_json::from_str(text)
                 .unwrap_or_else(|e| panic!("reply is not JSON ({e}): {text}"));
+            if json.get("error").is_some() {
+                // A failed request that carried an id, answered: the id comes first.
+                assert!(text.starts_with("{\"id\":"), "{text}");
+                match frame {
+                    None => {
+                        assert_eq!(json["error"]["code"], "bad_frame", "{text}");
+                        assert!(json.get("pattern").is_none());
+                    }
+                    Some(frame) => {
+                        assert_ne!(json["error"]["code"], "bad_frame", "{text}");
+                        assert_eq!(json["pattern"].as_str(), Some(&*frame.pattern));
+                        let id = frame.id.expect("an answered error has an id");
+                        assert!(text.starts_with(&format!("{{\"id\":{},", id.get())));
+                    }
+                }
+                return Some(text.to_owned());
+            }
+            let frame = frame.expect("a reply for an undecodable frame");
+            assert_eq!(frame.kind, Kind::Message);
             assert_eq!(json["pattern"].as_str(), Some(&*frame.pattern));
             assert_eq!(json.get("id").is_some(), frame.id.is_some(), "{text}");
             if let Some(id) = frame.id {
@@ -156,7 +173,8 @@ fn check_outcome(
                 Some(frame) => {
                     assert_ne!(err.code(), ErrorCode::BadFrame, "decoded, then {err}");
                     assert_eq!(json["pattern"].as_str(), Some(&*frame.pattern));
-                    assert_eq!(json.get("id").is_some(), frame.id.is_some(), "{text}");
+                    // With an id the failure would have been answered.
+                    assert!(frame.id.is_none() && json.get("id").is_none(), "{text}");
                 }
             }
             Some(text)
