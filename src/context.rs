@@ -1,16 +1,14 @@
 //! What a connection and a handler can see: providers, ids, the upgrade request.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::auth::Forbidden;
 use crate::error::Result;
 use crate::providers::Providers;
-use crate::upgrade::Headers;
 use crate::wire::TransportMetadata;
+use crate::ws::{AuthIdentity, Headers};
 
 /// A request id, `req-<unix_ms>-<seq>` (NestForge's format), one per connection.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -49,85 +47,6 @@ impl fmt::Debug for RequestId {
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// Who is on the other end, as established by the upgrade guard (NestForge's `AuthIdentity`).
-///
-/// Serializes as NestForge's does: `{"subject":..,"roles":[..],"claims":{..}}` (`claims` may
-/// be absent).
-///
-/// # Examples
-/// ```
-/// use nestforge_edge::AuthIdentity;
-/// use serde_json::json;
-///
-/// let identity = AuthIdentity::new("user-1")
-///     .with_roles(["admin"])
-///     .with_claim("tenant", json!("acme"));
-/// assert_eq!(identity.claims["tenant"], "acme");
-/// assert!(identity.require_role("admin").is_ok());
-/// assert_eq!(
-///     identity.require_role("root").unwrap_err().to_string(),
-///     "Missing required role `root`"
-/// );
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AuthIdentity {
-    /// The subject (user or device id).
-    pub subject: String,
-    /// Role names.
-    pub roles: Vec<String>,
-    /// Further claims (tenant, scopes, expiry, ...), as the guard decoded them.
-    #[serde(default)]
-    pub claims: BTreeMap<String, serde_json::Value>,
-}
-
-impl AuthIdentity {
-    /// An identity with no roles.
-    pub fn new(subject: impl Into<String>) -> Self {
-        AuthIdentity {
-            subject: subject.into(),
-            roles: Vec::new(),
-            claims: BTreeMap::new(),
-        }
-    }
-
-    /// Adds a claim (builder style); a claim with the same key is replaced.
-    pub fn with_claim(
-        mut self,
-        key: impl Into<String>,
-        value: impl Into<serde_json::Value>,
-    ) -> Self {
-        self.claims.insert(key.into(), value.into());
-        self
-    }
-
-    /// The claim `key`, if present.
-    pub fn claim(&self, key: &str) -> Option<&serde_json::Value> {
-        self.claims.get(key)
-    }
-
-    /// `Ok` if the identity has `role`, else [`Forbidden`] (``Missing required role `role` ``,
-    /// NestForge's text). Returned with `?` from a handler it becomes a `forbidden` error
-    /// frame; from an upgrade guard, a `403` rejection.
-    pub fn require_role(&self, role: &str) -> std::result::Result<(), Forbidden> {
-        if self.has_role(role) {
-            Ok(())
-        } else {
-            Err(Forbidden::missing_role(role))
-        }
-    }
-
-    /// Adds roles (builder style).
-    pub fn with_roles<I: IntoIterator<Item = S>, S: Into<String>>(mut self, roles: I) -> Self {
-        self.roles.extend(roles.into_iter().map(Into::into));
-        self
-    }
-
-    /// Whether the identity has `role` (exact match).
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
     }
 }
 
@@ -237,7 +156,7 @@ impl WebSocketContext {
 
     /// The value of query parameter `name` (first occurrence, not percent-decoded).
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        crate::upgrade::query_param(self.query()?, name)
+        crate::ws::upgrade::query_param(self.query()?, name)
     }
 
     /// The upgrade request's headers.

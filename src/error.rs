@@ -249,7 +249,7 @@ impl Error {
             Error::BadPayload { .. } => ErrorCode::BadPayload,
             Error::Handler { source, .. } => match source.downcast_ref::<Error>() {
                 Some(inner) => inner.code(),
-                None if source.is::<crate::auth::Forbidden>() => ErrorCode::Forbidden,
+                None if source.is::<crate::ws::Forbidden>() => ErrorCode::Forbidden,
                 None => ErrorCode::HandlerError,
             },
             Error::TypeNotRegistered { .. } => ErrorCode::ProviderMissing,

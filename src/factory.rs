@@ -5,12 +5,13 @@ use std::marker::PhantomData;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use crate::config::{ServerConfig, WebSocketConfig};
 use crate::error::{Error, Result};
 use crate::gateway::WebSocketGateway;
 use crate::providers::{Module, Providers};
 use crate::push::Connections;
+use crate::server::ServerConfig;
 use crate::server::{Mount, Server};
+use crate::ws::WebSocketConfig;
 
 /// Bootstraps an application (NestForge's `NestForgeFactory`): providers from the module
 /// `M`, gateways on their endpoints, then [`listen`](Self::listen).

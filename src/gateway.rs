@@ -4,9 +4,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
-use crate::conn::CloseInfo;
 use crate::context::WebSocketContext;
-use crate::socket::WebSocket;
+use crate::ws::CloseInfo;
+use crate::ws::WebSocket;
 
 /// The future `on_connect` returns; the connection lives as long as it runs.
 ///

@@ -26,6 +26,33 @@
 //! # Ok::<(), nestforge_edge::Error>(())
 //! ```
 //!
+//! # Layers
+//! ```text
+//!  NestForge API   factory, server, providers, context, registry, wire, push, gateway, ...
+//!       |          (what applications name: every public item is re-exported at the root)
+//!       v
+//!  ws/             upgrade (HTTP/1.1, sans I/O), framing (RFC 6455, sans I/O), the
+//!       |          connection driver, WebSocket, limits, guard, push queue, counters
+//!       v
+//!  rt/             block_on and its epoll loop (Linux, Android) or async-io, the one
+//!                  listener and stream types, the task set, timers, the descriptor table
+//! ```
+//! A layer uses the ones below it, never one above; `error` and the logging shim serve all
+//! three (`scripts/layers` checks the import graph in CI).
+//!
+//! # Two reactors, one thread
+//! [`Server::serve`] runs every connection on the calling thread, under any executor. Its
+//! sockets wait for readiness in one of two reactors:
+//! - under [`block_on`] (Linux, Android), in the loop's own epoll instance: each socket is
+//!   registered once, edge-triggered, so a message costs its read, its write and a share
+//!   of one `epoll_wait`;
+//! - under any other executor (`smol::block_on`, a `LocalExecutor`, ...), and on every
+//!   other platform, in async-io's reactor, which re-arms a socket after each event.
+//!
+//! Timers (pings, idle and send deadlines, shutdown) and any other async-io source are
+//! async-io's in both cases: async-io's own thread drives them, and under [`block_on`]
+//! their wake-ups reach the loop through an eventfd that its epoll set watches.
+//!
 //! # Features
 //! - `log` (off by default): connection-level logs through the `log` facade (connect,
 //!   disconnect with code and duration, rejected upgrades, limit hits). Without it the
@@ -39,71 +66,63 @@
 
 #[macro_use]
 mod macros;
-
-mod auth;
-mod client;
-mod config;
-mod conn;
-mod context;
-mod counter;
-mod envelope;
 mod error;
+mod log;
+
+// The runtime layer, then the WebSocket layer.
+mod rt;
+mod ws;
+
+// The NestForge API.
+mod context;
+mod envelope;
 mod extension;
 mod factory;
 mod gateway;
-mod guard;
-mod log;
+mod microservice_client;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 mod pattern_loop;
 mod providers;
 mod push;
 mod registry;
-mod rt;
 mod server;
-mod shutdown;
-mod socket;
-mod stats;
-mod sync;
-mod tasks;
-mod tcp;
+mod wire;
+
 // The sans-I/O upgrade (parser, checks, response writers): public for the fuzz targets and
 // the regression tests, not part of the documented API.
 #[doc(hidden)]
-pub mod upgrade;
-mod wire;
+pub use ws::upgrade;
 
-pub use auth::Forbidden;
-pub use client::{InProcessMicroserviceClient, MicroserviceClient};
-pub use config::{ServerConfig, WebSocketConfig};
-#[doc(hidden)]
-pub use conn::close_code;
-pub use conn::CloseInfo;
-#[doc(hidden)]
-pub use conn::Framing;
-pub use context::{AuthIdentity, MicroserviceContext, RequestId, WebSocketContext};
+pub use context::{MicroserviceContext, RequestId, WebSocketContext};
 pub use envelope::{EventEnvelope, MessageEnvelope};
 #[doc(hidden)]
 pub use error::__private;
 pub use error::{Error, ErrorCode, HandlerError, Request, Result};
 pub use factory::NestForgeFactory;
 pub use gateway::{WebSocketFuture, WebSocketGateway};
-pub use guard::{Guard, GuardFuture, GuardResult};
+pub use microservice_client::{InProcessMicroserviceClient, MicroserviceClient};
 pub use pattern_loop::serve_patterns;
 pub use providers::{Module, Providers, ProvidersBuilder};
-pub use push::{Broadcast, Connections, Overflow, PushError};
+pub use push::{Broadcast, Connections};
 pub use registry::{
     handle_websocket_microservice_message, MicroserviceRegistry, MicroserviceRegistryBuilder,
 };
 pub use rt::block_on;
-pub use server::Server;
-pub use shutdown::ShutdownHandle;
-pub use socket::WebSocket;
-pub use stats::StatsSnapshot;
+#[doc(hidden)]
+pub use rt::on_own_loop;
+pub use server::{Server, ServerConfig, ShutdownHandle};
 pub use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 pub use tungstenite::{Bytes, Message};
-pub use upgrade::{Headers, Rejection, UpgradeRequest};
 pub use wire::{event_frame, Kind, RequestFrame, TransportMetadata};
+#[doc(hidden)]
+pub use ws::close_code;
+#[doc(hidden)]
+pub use ws::Framing;
+pub use ws::{
+    AuthIdentity, CloseInfo, Forbidden, Guard, GuardFuture, GuardResult, Headers, Overflow,
+    PushError, Rejection, StatsSnapshot, UpgradeRequest, WebSocket, WebSocketConfig,
+};
 
 /// NestForge's name for [`Kind`].
 pub type WebSocketMicroserviceKind = Kind;

@@ -10,7 +10,7 @@ use tungstenite::Message;
 use crate::context::WebSocketContext;
 use crate::error::{Error, Result};
 use crate::registry::{dispatch_frame, error_reply, MicroserviceRegistry};
-use crate::socket::WebSocket;
+use crate::ws::WebSocket;
 
 /// A handler's reply, or its failure with the error frame that answers it (when the request
 /// could be matched: it carried an `id`).
@@ -111,9 +111,9 @@ mod tests {
     use std::task::Context;
 
     use super::*;
-    use crate::config::WebSocketConfig;
     use crate::providers::Providers;
-    use crate::socket::tests::{socket_with, text_frame, Mock};
+    use crate::ws::mock::{text_frame, Mock};
+    use crate::ws::WebSocketConfig;
 
     #[test]
     fn a_reply_is_not_held_while_the_slots_are_full() {
@@ -132,7 +132,7 @@ mod tests {
         let config = WebSocketConfig::default()
             .idle_timeout(None)
             .read_buffer_size(128);
-        let mut socket = socket_with(&mock, &[], config);
+        let mut socket = mock.socket(&[], config);
         let ctx = WebSocketContext::detached(Providers::default());
         let registry = MicroserviceRegistry::builder()
             .message("fast", |_: (), _| async { Ok("fast") })

@@ -1,16 +1,16 @@
-//! Server push: the registry of open connections, their bounded outbound queues, rooms.
+//! Server push: the registry of open connections (their outbound queues) and rooms.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::task::Waker;
 
 use serde::Serialize;
 use tungstenite::Message;
 
 use crate::error::{Error, Result};
-use crate::sync::lock;
+use crate::rt::sync::lock;
 use crate::wire::event_frame;
+use crate::ws::{Outbox, PushError};
 
 /// The open connections, to push to one by id, to a room, or to all.
 ///
@@ -39,31 +39,6 @@ struct Table {
     outboxes: HashMap<u64, Arc<Outbox>>,
     rooms: HashMap<Box<str>, HashSet<u64>>,
 }
-
-/// Why a push did not enqueue its message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PushError {
-    /// No open connection has this id.
-    NotConnected,
-    /// The connection's queue is full; the message was dropped ([`Overflow::Drop`]).
-    Dropped,
-    /// The connection's queue is full; the connection is being closed with 1008
-    /// ([`Overflow::Close`]).
-    Closing,
-}
-
-impl fmt::Display for PushError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PushError::NotConnected => "no such connection",
-            PushError::Dropped => "outbound queue full: message dropped",
-            PushError::Closing => "outbound queue full: connection closed (1008)",
-        })
-    }
-}
-
-impl std::error::Error for PushError {}
 
 /// What a broadcast did, connection by connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -187,9 +162,7 @@ impl Connections {
     /// Wakes every connection's task (shutdown: they then see the signal and close).
     pub(crate) fn wake_all(&self) {
         for outbox in lock(&self.table).outboxes.values() {
-            if let Some(waker) = &lock(&outbox.state).waker {
-                waker.wake_by_ref();
-            }
+            outbox.wake();
         }
     }
 
@@ -200,7 +173,7 @@ impl Connections {
     pub(crate) fn unregister(&self, id: u64) {
         let mut table = lock(&self.table);
         if let Some(outbox) = table.outboxes.remove(&id) {
-            lock(&outbox.state).closed = true;
+            outbox.close();
         }
         table.rooms.retain(|_, members| {
             members.remove(&id);
@@ -219,109 +192,15 @@ impl fmt::Debug for Connections {
     }
 }
 
-/// What a push to a connection with a full outbound queue does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Overflow {
-    /// Drop the message; the connection stays.
-    Drop,
-    /// Close the connection with 1008 (policy violation: slow consumer).
-    Close,
-}
-
-/// One connection's bounded outbound queue.
-pub(crate) struct Outbox {
-    state: Mutex<OutboxState>,
-    capacity: usize,
-    overflow: Overflow,
-}
-
-#[derive(Default)]
-struct OutboxState {
-    queue: VecDeque<Message>,
-    waker: Option<Waker>,
-    overflowed: bool,
-    closed: bool,
-}
-
-/// What the connection task takes from its outbox in one go.
-pub(crate) enum Drained {
-    /// Nothing queued.
-    Empty,
-    /// The next message.
-    Message(Message),
-    /// The queue overflowed under [`Overflow::Close`]: close with 1008.
-    Overflowed,
-}
-
-impl Outbox {
-    pub(crate) fn new(capacity: usize, overflow: Overflow) -> Self {
-        Outbox {
-            state: Mutex::default(),
-            capacity: capacity.max(1),
-            overflow,
-        }
-    }
-
-    fn push(&self, message: Message) -> std::result::Result<(), PushError> {
-        let mut state = lock(&self.state);
-        if state.closed || state.overflowed {
-            return Err(PushError::NotConnected);
-        }
-        if state.queue.len() >= self.capacity {
-            if self.overflow == Overflow::Drop {
-                return Err(PushError::Dropped);
-            }
-            state.overflowed = true;
-            state.queue.clear();
-        } else {
-            state.queue.push_back(message);
-        }
-        if let Some(waker) = &state.waker {
-            waker.wake_by_ref();
-        }
-        if state.overflowed {
-            Err(PushError::Closing)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Takes the next queued message, registering `waker` for later pushes.
-    pub(crate) fn pop(&self, waker: &Waker) -> Drained {
-        let mut state = lock(&self.state);
-        if !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            state.waker = Some(waker.clone());
-        }
-        if state.overflowed {
-            return Drained::Overflowed;
-        }
-        state
-            .queue
-            .pop_front()
-            .map_or(Drained::Empty, Drained::Message)
-    }
-
-    /// Wakes the connection's reading task (the one that last drained this outbox).
-    pub(crate) fn wake(&self) {
-        if let Some(waker) = &lock(&self.state).waker {
-            waker.wake_by_ref();
-        }
-    }
-
-    /// Puts back a message the write buffer had no room for.
-    pub(crate) fn unpop(&self, message: Message) {
-        lock(&self.state).queue.push_front(message);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::ws::{Overflow, Popped};
+
     fn popped(outbox: &Outbox) -> String {
         match outbox.pop(std::task::Waker::noop()) {
-            Drained::Message(message) => message.into_text().unwrap().to_string(),
+            Popped::Message(message) => message.into_text().unwrap().to_string(),
             _ => panic!("nothing queued"),
         }
     }

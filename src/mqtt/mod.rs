@@ -72,8 +72,8 @@ mod session;
 use config::config_error;
 pub use config::{Forward, MqttConfig, Protocol, Qos};
 
-use crate::counter::Counter;
-use crate::sync::lock;
+use crate::rt::sync::lock;
+use crate::rt::Counter;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
@@ -82,7 +82,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use async_io::Timer;
+use crate::rt::Timer;
 use event_listener::{Event, EventListener};
 use futures_lite::future::or;
 use serde::Deserialize;
@@ -92,9 +92,10 @@ use tungstenite::Message;
 use crate::error::{Error, Request, Result};
 use crate::extension::{Extension, ExtensionFuture};
 use crate::providers::Providers;
-use crate::push::{Broadcast, Connections, PushError};
+use crate::push::{Broadcast, Connections};
 use crate::registry::MicroserviceRegistry;
 use crate::wire::Kind;
+use crate::ws::PushError;
 
 use codec::Level;
 

@@ -1,37 +1,47 @@
-//! [`block_on`]: the serving thread's own run loop.
+//! The runtime layer: the thread a server runs on, its sockets, its tasks and timers.
 //!
-//! On Linux and Android it waits for I/O in an epoll instance of its own, where `serve`
-//! registers its listener and connections once, edge-triggered: a message costs a read, a
-//! write and a share of one `epoll_wait`. Under any other executor `serve` uses async-io's
-//! reactor, which re-arms a socket after each readiness event and does timer and notifier
-//! work at each wait (BENCHMARKS.md, "Own run loop"). Everything else (timers, other async-io
-//! sources, channels) keeps working inside it: async-io's own thread drives them and their
-//! wake-ups reach this loop through an eventfd.
+//! Nothing here knows about WebSocket or NestForge; everything that knows about epoll,
+//! rustix, async-io's reactor or the process's descriptor table is here, behind the one
+//! platform switch below (`sys`: the epoll loop on Linux and Android, async-io elsewhere).
+//! The layers above see one listener type ([`Listener`]), one stream type ([`Stream`]),
+//! [`Timer`], [`Tasks`] and [`block_on`].
+
+mod counter;
+mod io;
+mod listener;
+mod signal;
+pub(crate) mod sync;
+mod tasks;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-mod epoll;
-#[cfg(any(target_os = "linux", target_os = "android"))]
-mod net;
-#[cfg(any(target_os = "linux", target_os = "android"))]
-mod run;
-
-#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
-mod tests;
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use net::EdgeListener;
+#[path = "epoll/mod.rs"]
+mod sys;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[path = "portable.rs"]
+mod sys;
 
 use std::future::Future;
+
+pub(crate) use counter::Counter;
+pub(crate) use io::{AnyStream, Io, Stream};
+pub(crate) use listener::Listener;
+pub(crate) use signal::Signal;
+pub(crate) use tasks::{now, OwnWakeups, Tasks};
+
+/// Timers (ping, idle, send and shutdown deadlines): async-io's, driven by its own thread
+/// under every executor, [`block_on`] included.
+pub(crate) use async_io::Timer;
 
 /// Runs `future` to completion on this thread, with the crate's own I/O loop where the
 /// platform has one (epoll: Linux, Android), `async_io::block_on` elsewhere.
 ///
 /// [`Server::serve`](crate::Server::serve) runs under any executor; under this one its
-/// sockets skip async-io's reactor (the fastest way to serve, see BENCHMARKS.md). Other
+/// sockets skip async-io's reactor (the fastest way to serve: BENCHMARKS.md, "The run
+/// loop"). Other
 /// futures work inside it as under `smol::block_on` (async-io's sources and timers wake it
 /// from async-io's thread). A connection's socket handed to another thread keeps working
-/// while this loop runs, and gets no more readiness once it has returned.
-/// A nested call runs on async-io's `block_on`.
+/// while this loop runs; once it has returned, an operation on such a socket that would
+/// wait fails with an error instead. A nested call runs on async-io's `block_on`.
 ///
 /// ```no_run
 /// # use nestforge_edge::prelude::*;
@@ -48,18 +58,19 @@ use std::future::Future;
 /// # Ok::<(), nestforge_edge::Error>(())
 /// ```
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    match run::Loop::enter() {
-        Some(run) => run.block_on(future),
-        // Nested: the outer loop waits for this one, so nothing registers with it meanwhile.
-        None => run::outside(|| async_io::block_on(future)),
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    async_io::block_on(future)
+    sys::block_on(future)
 }
 
-/// The running loop's reactor, when the caller is inside [`block_on`] (with epoll).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) fn current() -> Option<std::rc::Rc<epoll::Reactor>> {
-    run::current()
+/// Whether the caller runs inside [`block_on`]'s own loop (where `serve` registers its
+/// sockets with it), rather than under another executor.
+#[doc(hidden)]
+pub fn on_own_loop() -> bool {
+    sys::on_own_loop()
+}
+
+/// Grows the process's descriptor table, before serving, to hold `connections` more
+/// descriptors (see [`ServerConfig::get_max_connections`](crate::ServerConfig)); nothing
+/// where the platform needs no such step.
+pub(crate) fn reserve_descriptors(listener: &std::net::TcpListener, connections: usize) {
+    sys::reserve_descriptors(listener, connections);
 }

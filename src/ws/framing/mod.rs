@@ -24,7 +24,7 @@ use tungstenite::protocol::frame::{FrameHeader, Utf8Bytes};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use crate::config::WebSocketConfig;
+use crate::ws::WebSocketConfig;
 
 mod fragments;
 mod header;

@@ -1,43 +1,9 @@
-//! Shutdown signalling: one flag and one `event_listener::Event`.
+//! The handle that stops a running server.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use event_listener::{Event, EventListener};
-
 use crate::push::Connections;
-
-#[derive(Debug, Default)]
-pub(crate) struct Signal {
-    flag: AtomicBool,
-    event: Event,
-}
-
-impl Signal {
-    pub(crate) fn trigger(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        self.event.notify(usize::MAX);
-    }
-
-    pub(crate) fn is_set(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn listen(&self) -> EventListener {
-        self.event.listen()
-    }
-
-    /// Resolves once triggered.
-    pub(crate) async fn wait(&self) {
-        loop {
-            let listener = self.listen();
-            if self.is_set() {
-                return;
-            }
-            listener.await;
-        }
-    }
-}
+use crate::rt::Signal;
 
 /// Stops a running server: it stops accepting, sends Close 1001 to every connection, waits
 /// for their close handshakes up to [`ServerConfig::shutdown_timeout`](crate::ServerConfig)

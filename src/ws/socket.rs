@@ -13,9 +13,9 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use crate::conn::{Conn, Flush, Sending};
+use super::conn::{Conn, Flush, Sending};
 use crate::error::{Error, Result};
-use crate::sync::lock;
+use crate::rt::sync::lock;
 
 /// Where a dropped [`WebSocket`] leaves its connection for the server to close.
 pub(crate) type Home = Arc<Mutex<Option<Box<Conn>>>>;
@@ -250,102 +250,16 @@ impl fmt::Debug for WebSocket {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::io;
-
+mod tests {
     use futures::{SinkExt, StreamExt};
-    use futures_lite::{AsyncRead, AsyncWrite};
 
     use super::*;
-    use crate::config::WebSocketConfig;
-
-    /// Input fed by the test; output and write calls recorded.
-    #[derive(Default)]
-    pub(crate) struct Pipe {
-        pub(crate) input: Vec<u8>,
-        pub(crate) output: Vec<u8>,
-        writes: usize,
-        /// Writes wait (a peer that does not read), registering `writer`.
-        blocked: bool,
-        writer: Option<std::task::Waker>,
-    }
-
-    /// A stream for a socket in tests (reads wait once the input is used up).
-    #[derive(Clone, Default)]
-    pub(crate) struct Mock(pub(crate) Arc<Mutex<Pipe>>);
-
-    impl crate::conn::Io for Mock {}
-
-    impl AsyncRead for Mock {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &mut [u8],
-        ) -> Poll<io::Result<usize>> {
-            let mut pipe = self.0.lock().unwrap();
-            if pipe.input.is_empty() {
-                return Poll::Pending;
-            }
-            let n = buf.len().min(pipe.input.len());
-            buf[..n].copy_from_slice(&pipe.input[..n]);
-            pipe.input.drain(..n);
-            Poll::Ready(Ok(n))
-        }
-    }
-
-    impl AsyncWrite for Mock {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            let mut pipe = self.0.lock().unwrap();
-            if pipe.blocked {
-                pipe.writer = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-            pipe.output.extend_from_slice(buf);
-            pipe.writes += 1;
-            Poll::Ready(Ok(buf.len()))
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
+    use crate::ws::mock::{text_frame, Mock};
+    use crate::ws::WebSocketConfig;
 
     /// A socket over `mock`, with `input` already received.
     fn socket(mock: &Mock, input: &[u8]) -> WebSocket {
-        socket_with(mock, input, WebSocketConfig::default())
-    }
-
-    /// A socket over `mock` with `config` (no pings), with `input` already received.
-    pub(crate) fn socket_with(mock: &Mock, input: &[u8], config: WebSocketConfig) -> WebSocket {
-        let conn = Conn::new(
-            Box::new(mock.clone()),
-            input.to_vec(),
-            Arc::new(config.ping_interval(None)),
-            Arc::default(),
-            Arc::default(),
-        );
-        WebSocket::new(Box::new(conn), Arc::default())
-    }
-
-    /// A masked client text frame (zero mask key), with a 16-bit length from 126 bytes.
-    pub(crate) fn text_frame(text: &str) -> Vec<u8> {
-        let mut frame = vec![0x81];
-        match u8::try_from(text.len()) {
-            Ok(len) if len < 126 => frame.push(0x80 | len),
-            _ => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(text.len() as u16).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&[0; 4]);
-        frame.extend_from_slice(text.as_bytes());
-        frame
+        mock.socket(input, WebSocketConfig::default())
     }
 
     #[test]
@@ -355,7 +269,7 @@ pub(crate) mod tests {
         // A read of 64 bytes takes "a" and the start of the next frame: "A" is held.
         let input = [text_frame("a"), rest[..57].to_vec()].concat();
         mock.0.lock().unwrap().input = input;
-        let mut ws = socket_with(&mock, &[], WebSocketConfig::default().read_buffer_size(64));
+        let mut ws = mock.socket(&[], WebSocketConfig::default().read_buffer_size(64));
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         let mut ws = Pin::new(&mut ws);
@@ -364,10 +278,10 @@ pub(crate) mod tests {
             Poll::Ready(Some(Ok(_)))
         ));
         // A `Sink` flush parks on a socket that takes nothing, then is abandoned.
-        mock.0.lock().unwrap().blocked = true;
+        mock.block_writes(true);
         ws.as_mut().start_send(Message::text("x")).unwrap();
         assert!(ws.as_mut().poll_flush(&mut cx).is_pending());
-        mock.0.lock().unwrap().blocked = false;
+        mock.block_writes(false);
         // The loop answers "a" and waits for the next request: both leave.
         futures_lite::future::block_on(ws.as_mut().get_mut().send(Message::text("A"))).unwrap();
         assert!(ws.as_mut().poll_next(&mut cx).is_pending());
@@ -438,7 +352,7 @@ pub(crate) mod tests {
     #[test]
     fn a_parked_sink_keeps_the_write_waker_while_the_reader_polls() {
         let mock = Mock::default();
-        mock.0.lock().unwrap().blocked = true;
+        mock.block_writes(true);
         let mut ws = socket(&mock, &[]);
         let mut ws = Pin::new(&mut ws);
         let (sender, reader) = (Arc::new(Count::default()), Arc::new(Count::default()));

@@ -1,59 +1,29 @@
-//! The run loop of [`block_on`](super::block_on): polls its future when woken, otherwise
+//! The run loop of [`block_on`](crate::block_on): polls its future when woken, otherwise
 //! waits in its reactor's `epoll_wait`.
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::os::fd::OwnedFd;
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
-use rustix::event::{eventfd, EventfdFlags};
-
-use super::epoll::Reactor;
+use super::notify::Notify;
+use super::reactor::EpollReactor;
 
 thread_local! {
-    static CURRENT: RefCell<Option<Rc<Reactor>>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Rc<EpollReactor>>> = const { RefCell::new(None) };
 }
 
 /// The reactor of the [`Loop`] running on this thread.
-pub(crate) fn current() -> Option<Rc<Reactor>> {
+pub(super) fn current() -> Option<Rc<EpollReactor>> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
-/// The loop's waker: a flag, and an eventfd written only while the loop sleeps in
-/// `epoll_wait` (wake-ups from the loop's own thread and while it runs cost no syscall).
-#[derive(Debug)]
-pub(super) struct Notify {
-    pub(super) fd: OwnedFd,
-    woken: AtomicBool,
-    pub(super) parked: AtomicBool,
-}
-
-impl Notify {
-    /// Consumes a wake-up's eventfd count (the reactor saw its event).
-    pub(super) fn clear(&self) {
-        let _ = rustix::io::read(&self.fd, &mut [0; 8]);
-    }
-}
-
-impl Wake for Notify {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if !self.woken.swap(true, SeqCst) && self.parked.load(SeqCst) {
-            let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
-        }
-    }
-}
-
 /// Runs `f` with no loop current on this thread (a nested `block_on`), then restores it.
-pub(crate) fn outside<T>(f: impl FnOnce() -> T) -> T {
-    struct Restore(Option<Rc<Reactor>>);
+pub(super) fn outside<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Rc<EpollReactor>>);
     impl Drop for Restore {
         fn drop(&mut self) {
             CURRENT.with(|c| *c.borrow_mut() = self.0.take());
@@ -63,32 +33,28 @@ pub(crate) fn outside<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// The run loop of [`block_on`](super::block_on), its reactor current on this thread while
+/// The run loop of [`block_on`](crate::block_on), its reactor current on this thread while
 /// it exists.
 #[derive(Debug)]
-pub(crate) struct Loop {
-    reactor: Rc<Reactor>,
+pub(super) struct Loop {
+    reactor: Rc<EpollReactor>,
 }
 
 impl Loop {
     /// A loop for this thread; `None` inside another one (the inner `block_on` then uses
     /// async-io's, see [`outside`]) or where epoll or eventfd is unavailable (a seccomp
     /// filter, for one).
-    pub(crate) fn enter() -> Option<Loop> {
+    pub(super) fn enter() -> Option<Loop> {
         if current().is_some() {
             return None;
         }
-        let notify = Arc::new(Notify {
-            fd: eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).ok()?,
-            woken: AtomicBool::new(true),
-            parked: AtomicBool::new(false),
-        });
-        let reactor = Rc::new(Reactor::new(notify).ok()?);
+        let notify = Arc::new(Notify::new()?);
+        let reactor = Rc::new(EpollReactor::new(notify).ok()?);
         CURRENT.with(|c| *c.borrow_mut() = Some(Rc::clone(&reactor)));
         Some(Loop { reactor })
     }
 
-    pub(crate) fn block_on<F: Future>(self, future: F) -> F::Output {
+    pub(super) fn block_on<F: Future>(self, future: F) -> F::Output {
         let notify = Arc::clone(&self.reactor.notify);
         let waker = Waker::from(Arc::clone(&notify));
         let mut cx = Context::from_waker(&waker);
@@ -115,5 +81,8 @@ impl Loop {
 impl Drop for Loop {
     fn drop(&mut self) {
         CURRENT.with(|c| *c.borrow_mut() = None);
+        // Sockets that outlive the loop (kept by the caller, or on another thread) fail
+        // from now on instead of waiting for events nobody collects.
+        self.reactor.end();
     }
 }

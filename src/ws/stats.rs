@@ -1,6 +1,6 @@
 //! Server counters: cheap relaxed atomics, readable from the app and served on `/healthz`.
 
-use crate::counter::Counter;
+use crate::rt::Counter;
 
 /// Close codes counted separately; anything else is counted as "other".
 const CODES: [u16; 10] = [1000, 1001, 1002, 1006, 1007, 1008, 1009, 1011, 1013, 0];

@@ -3,8 +3,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::context::AuthIdentity;
-use crate::upgrade::{Rejection, UpgradeRequest};
+use crate::ws::upgrade::{Rejection, UpgradeRequest};
+use crate::ws::AuthIdentity;
 
 /// What a guard returns: accept (with an optional identity) or reject with a status.
 pub type GuardResult = Result<Option<AuthIdentity>, Rejection>;

@@ -9,8 +9,7 @@
 //! errors are handled here too.
 
 mod close;
-mod framing;
-mod stream;
+mod live;
 
 use std::future::Future;
 use std::io;
@@ -19,26 +18,21 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use async_io::Timer;
 use futures_lite::future::poll_fn;
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
 use crate::log::event;
-use crate::push::{Drained, Outbox};
-use crate::shutdown::Signal;
-use crate::stats::Stats;
-use crate::tasks;
+use crate::rt::{self, Signal, Stream, Timer};
+use crate::ws::framing::Framing;
+use crate::ws::{Outbox, Popped, Stats, WebSocketConfig};
 
 pub use close::{close_code, CloseInfo};
 use close::{close_code_of, reason_for, Closer, Closing};
-pub use framing::Framing;
-use stream::{still_drained, would_block, Live, Offline};
-pub(crate) use stream::{AnyStream, Io};
+use live::{still_drained, would_block, Live, Offline};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +60,7 @@ impl State {
 const HOLD_BACK: usize = 64 * 1024;
 
 pub(crate) struct Conn {
-    io: Box<dyn Io>,
+    io: Stream,
     framing: Framing,
     /// A message (or error) read ahead from bytes already buffered: more input is pending,
     /// so sends are not flushed yet.
@@ -122,7 +116,7 @@ struct Tally {
 
 impl Conn {
     pub(crate) fn new(
-        io: Box<dyn Io>,
+        io: Stream,
         read_ahead: Vec<u8>,
         config: Arc<WebSocketConfig>,
         stats: Arc<Stats>,
@@ -177,8 +171,8 @@ impl Conn {
         };
         while self.framing.can_write() {
             match outbox.pop(cx.waker()) {
-                Drained::Empty => break,
-                Drained::Overflowed => {
+                Popped::Empty => break,
+                Popped::Overflowed => {
                     event!(
                         info,
                         "conn={} outbound queue overflow: closing with 1008",
@@ -188,7 +182,7 @@ impl Conn {
                     self.queue_close(CloseCode::Policy);
                     break;
                 }
-                Drained::Message(message) => match self.write(message) {
+                Popped::Message(message) => match self.write(message) {
                     Ok(()) => {}
                     Err(WsError::WriteBufferFull(message)) => {
                         outbox.unpop(*message);
@@ -355,7 +349,7 @@ impl Conn {
                 framing.read(&mut live)
             };
             if std::mem::take(&mut self.heard) {
-                self.last_seen = tasks::now();
+                self.last_seen = rt::now();
             }
             match read {
                 Ok(message) => {
@@ -401,7 +395,7 @@ impl Conn {
         // (the waker they hold is still this task's) is enough until one is due.
         let same_waker = (self.timer_waker.as_ref()).is_some_and(|w| w.will_wake(cx.waker()));
         if same_waker {
-            let now = tasks::now();
+            let now = rt::now();
             let due = |timer: &Option<(Timer, Instant)>| timer.as_ref().is_some_and(|t| t.1 <= now);
             if !due(&self.ping_timer) && !due(&self.idle_timer) {
                 return false;

@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use futures_lite::future::poll_fn;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{block_on, current, EdgeListener};
+use super::block_on;
+use super::net::{EpollListener, EpollStream};
+use super::reactor::Registered;
+use super::run::current;
+use crate::rt::Io;
 
 const CHUNK: usize = 64 * 1024;
 
@@ -71,12 +75,21 @@ fn a_nested_block_on_runs_without_the_outer_reactor() {
 }
 
 /// A connected pair: the server side on the loop's reactor, the client a blocking socket.
-async fn pair() -> (super::net::EdgeTcp, TcpStream) {
+async fn pair() -> (EpollStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut listener = EdgeListener::new(current().unwrap(), listener).unwrap();
+    let mut listener = EpollListener::new(current().unwrap(), listener).unwrap();
     let client = TcpStream::connect(addr).unwrap();
-    let (server, _) = listener.accept().await.unwrap();
+    let (server, _) = listener.accept_stream().await.unwrap();
+    (server, client)
+}
+
+/// A connected pair of plain sockets (the first to be registered by the test).
+fn plain_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    server.set_nonblocking(true).unwrap();
     (server, client)
 }
 
@@ -133,7 +146,6 @@ fn a_read_waits_for_data_and_a_write_for_room() {
 
 #[test]
 fn the_end_of_the_stream_is_seen_after_a_short_read() {
-    use crate::conn::Io;
     block_on(async {
         let (mut server, mut client) = pair().await;
         client.write_all(b"bye").unwrap();
@@ -152,5 +164,107 @@ fn the_end_of_the_stream_is_seen_after_a_short_read() {
         .await;
         assert!(ended, "readiness kept after the peer's FIN");
         assert_eq!(server.read(&mut buf).await.unwrap(), 0);
+    });
+}
+
+/// Fails the test instead of hanging when `future` takes longer than `secs`.
+async fn within<T>(secs: u64, future: impl Future<Output = T>) -> T {
+    futures_lite::future::or(future, async {
+        async_io::Timer::after(Duration::from_secs(secs)).await;
+        panic!("timed out after {secs} s");
+    })
+    .await
+}
+
+/// After `stale` (a socket that left the loop, but whose file lives on) was made to report
+/// its peer's data and hang-up, `fresh` (registered since, perhaps in its slot) still waits
+/// for and gets its own data: no stale event marked it ready or ended.
+async fn no_stale_event_reaches(stale_peer: TcpStream, fresh: &mut EpollStream) {
+    let mut fresh_peer = stale_peer;
+    fresh_peer.write_all(b"old").unwrap();
+    fresh_peer.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(fresh_peer);
+    // The loop takes whatever events came meanwhile.
+    async_io::Timer::after(Duration::from_millis(50)).await;
+    let mut buf = [0; 8];
+    // Nothing was sent to `fresh`: its read waits (a stale hang-up would end it, or leave
+    // it ready, never to be woken again).
+    let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut *fresh).poll_read(cx, &mut buf))).await;
+    assert!(
+        first.is_pending(),
+        "a stale event reached the socket: {first:?}"
+    );
+}
+
+#[test]
+fn a_socket_dropped_on_another_thread_sends_no_event_to_the_next_registration() {
+    /// A socket whose close waits until the test lets it go: the window between the
+    /// moment its owner drops it and the moment its descriptor is closed.
+    struct SlowClose(TcpStream, std::sync::mpsc::Receiver<()>);
+    impl std::os::fd::AsFd for SlowClose {
+        fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+            self.0.as_fd()
+        }
+    }
+    impl Drop for SlowClose {
+        fn drop(&mut self) {
+            let _ = self.1.recv_timeout(Duration::from_secs(10));
+        }
+    }
+    block_on(within(10, async {
+        let (server, stale_peer) = plain_pair();
+        let (release, released) = std::sync::mpsc::channel();
+        let stale: Registered<SlowClose> = current()
+            .unwrap()
+            .register(SlowClose(server, released))
+            .unwrap();
+        // Dropped on another thread, which then waits to close the descriptor.
+        let dropper = std::thread::spawn(move || drop(stale));
+        std::thread::sleep(Duration::from_millis(50));
+        // A new connection registers meanwhile, and the old one's peer writes and hangs up.
+        let (mut fresh, mut fresh_peer) = pair().await;
+        no_stale_event_reaches(stale_peer, &mut fresh).await;
+        release.send(()).unwrap();
+        dropper.join().unwrap();
+        fresh_peer.write_all(b"new").unwrap();
+        let mut buf = [0; 8];
+        let n = fresh.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"new");
+    }));
+}
+
+#[test]
+fn a_duplicated_descriptor_sends_no_event_to_the_socket_that_takes_its_slot() {
+    block_on(within(10, async {
+        let (stale, stale_peer) = pair().await;
+        // A duplicate keeps the socket's file open after the registration's descriptor
+        // closes (as a child process's inherited copy would).
+        let duplicate = stale.0.get().try_clone().unwrap();
+        drop(stale);
+        let (mut fresh, mut fresh_peer) = pair().await;
+        no_stale_event_reaches(stale_peer, &mut fresh).await;
+        fresh_peer.write_all(b"new").unwrap();
+        let mut buf = [0; 8];
+        let n = fresh.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"new");
+        drop(duplicate);
+    }));
+}
+
+#[test]
+fn a_socket_used_after_its_loop_returned_fails_instead_of_waiting() {
+    let (mut server, _client) = block_on(pair());
+    // The loop is gone: nothing would ever report readiness again.
+    let mut buf = [0; 8];
+    let read = futures_lite::future::block_on(within(5, server.read(&mut buf)));
+    let err = read.expect_err("a read on a socket whose loop returned");
+    assert!(err.to_string().contains("run loop"), "{err}");
+    // A loop of its own afterwards does not bring it back.
+    block_on(async {
+        assert!(
+            server.write(b"x").await.is_ok(),
+            "writes that need no wait still go"
+        );
+        assert!(server.read(&mut buf).await.is_err());
     });
 }

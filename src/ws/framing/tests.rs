@@ -9,7 +9,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
 use super::Framing;
-use crate::config::WebSocketConfig;
+use crate::ws::WebSocketConfig;
 
 /// Input handed out at most `chunk` bytes per read (`WouldBlock` when empty); records the
 /// size of every read asked for and collects what is written.

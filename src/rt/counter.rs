@@ -46,7 +46,7 @@ mod imp {
         }
 
         fn update(&self, f: impl FnOnce(u64) -> u64) -> u64 {
-            let mut value = crate::sync::lock(&self.0);
+            let mut value = crate::rt::sync::lock(&self.0);
             let previous = *value;
             *value = f(previous);
             previous
@@ -63,7 +63,7 @@ mod imp {
         }
 
         pub(crate) fn get(&self) -> u64 {
-            *crate::sync::lock(&self.0)
+            *crate::rt::sync::lock(&self.0)
         }
     }
 }

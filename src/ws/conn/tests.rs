@@ -1,135 +1,29 @@
 //! `Conn` on a mock stream: when `send` flushes, the read-ahead, the fairness budget and the
 //! close sequence.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use futures_lite::future::{block_on, poll_fn};
-use futures_lite::{AsyncRead, AsyncWrite};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
 use super::Conn;
-use crate::config::WebSocketConfig;
-
-/// Input fed by the test; output, write calls and the half-close recorded.
-#[derive(Default)]
-struct Pipe {
-    input: Vec<u8>,
-    /// Reads past the input give end of stream instead of waiting.
-    eof: bool,
-    output: Vec<u8>,
-    writes: usize,
-    closed: bool,
-    reader: Option<Waker>,
-}
-
-#[derive(Clone, Default)]
-struct Mock(Arc<Mutex<Pipe>>);
-
-impl Mock {
-    fn feed(&self, bytes: &[u8]) {
-        let mut pipe = self.0.lock().unwrap();
-        pipe.input.extend_from_slice(bytes);
-        if let Some(w) = pipe.reader.take() {
-            w.wake();
-        }
-    }
-    fn end(&self) {
-        let mut pipe = self.0.lock().unwrap();
-        pipe.eof = true;
-        if let Some(w) = pipe.reader.take() {
-            w.wake();
-        }
-    }
-    fn writes(&self) -> usize {
-        self.0.lock().unwrap().writes
-    }
-    /// The frames written so far: `(opcode, payload)`.
-    fn frames(&self) -> Vec<(u8, Vec<u8>)> {
-        let pipe = self.0.lock().unwrap();
-        let (mut out, mut rest) = (Vec::new(), &pipe.output[..]);
-        while rest.len() >= 2 {
-            let len = usize::from(rest[1] & 0x7f);
-            assert!(len < 126, "short frames only");
-            out.push((rest[0] & 0x0f, rest[2..2 + len].to_vec()));
-            rest = &rest[2 + len..];
-        }
-        out
-    }
-}
-
-impl crate::conn::Io for Mock {}
-
-impl AsyncRead for Mock {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let mut pipe = self.0.lock().unwrap();
-        if pipe.input.is_empty() {
-            if pipe.eof {
-                return Poll::Ready(Ok(0));
-            }
-            pipe.reader = Some(cx.waker().clone());
-            return Poll::Pending;
-        }
-        let n = buf.len().min(pipe.input.len());
-        buf[..n].copy_from_slice(&pipe.input[..n]);
-        pipe.input.drain(..n);
-        Poll::Ready(Ok(n))
-    }
-}
-
-impl AsyncWrite for Mock {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let mut pipe = self.0.lock().unwrap();
-        pipe.writes += 1;
-        pipe.output.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.0.lock().unwrap().closed = true;
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// A masked client frame (mask key 0, so the payload reads as is).
-fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126);
-    let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
-    out.extend_from_slice(payload);
-    out
-}
+use crate::ws::mock::{client_frame, text_frame, Mock};
+use crate::ws::WebSocketConfig;
 
 fn text(s: &str) -> Vec<u8> {
-    frame(1, s.as_bytes())
+    text_frame(s)
 }
 
 fn close_frame(code: u16) -> Vec<u8> {
-    frame(8, &code.to_be_bytes())
+    client_frame(8, &code.to_be_bytes())
 }
 
 fn conn(mock: &Mock, config: WebSocketConfig) -> Conn {
-    let config = config.ping_interval(None).idle_timeout(None);
-    Conn::new(
-        Box::new(mock.clone()),
-        Vec::new(),
-        Arc::new(config),
-        Arc::default(),
-        Arc::default(),
-    )
+    mock.conn(&[], config)
 }
 
 fn recv(conn: &mut Conn) -> Option<Message> {
@@ -179,7 +73,7 @@ fn replies_wait_while_requests_are_read_ahead() {
 
 /// A masked text frame of 100 `x` (a 16-bit length, mask key 0).
 fn long_text() -> Vec<u8> {
-    crate::socket::tests::text_frame(&"x".repeat(100))
+    text_frame(&"x".repeat(100))
 }
 
 /// A connection with 64-byte reads (and `config`) that has received "a": the read that
@@ -358,7 +252,7 @@ fn a_protocol_error_closes_without_waiting_for_the_peer() {
 }
 
 #[test]
-fn a_held_reply_goes_out_before_the_close_of_a_bad_frame() {
+fn a_held_reply_goes_out_before_the_close_of_a_bad_client_frame() {
     let mock = Mock::default();
     let mut conn = conn(
         &mock,
@@ -389,7 +283,7 @@ fn a_held_reply_goes_out_before_the_close_of_a_bad_frame() {
 }
 
 #[test]
-fn a_held_reply_is_written_when_the_stream_ends_inside_a_frame() {
+fn a_held_reply_is_written_when_the_stream_ends_inside_a_client_frame() {
     let mock = Mock::default();
     let mut conn = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
     mock.feed(&[&text("a")[..], &long_text()[..57]].concat());

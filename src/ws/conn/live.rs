@@ -1,79 +1,13 @@
-//! The byte stream under a connection, as the blocking `Read`/`Write` that [`Framing`]
-//! drives, for one poll.
-//!
-//! [`Framing`]: super::Framing
+//! The byte stream under a connection, as the blocking `Read`/`Write` that
+//! [`Framing`](crate::ws::Framing) drives, for one poll.
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures_lite::{AsyncRead, AsyncWrite};
 use tungstenite::error::Error as WsError;
 
-/// Any byte stream a connection can run on.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {
-    /// Called after a read that returned less than it was offered (the socket is empty):
-    /// registers for the next readiness event and says whether the stream can tell
-    /// readiness (a socket registered with a reactor); `false` by default.
-    ///
-    /// The connection then waits in [`poll_readable`](Self::poll_readable) instead of
-    /// reading again: the read that would return `WouldBlock` is a syscall per message saved.
-    fn arm_readable(&mut self, _cx: &mut Context<'_>) -> bool {
-        false
-    }
-
-    /// After [`arm_readable`](Self::arm_readable) returned `true`: `Ready` once the stream
-    /// reported readiness, `Pending` (the waker registered) until then.
-    fn poll_readable(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// Any `AsyncRead + AsyncWrite` stream as an [`Io`] (with no readiness hint).
-#[derive(Debug)]
-pub(crate) struct AnyStream<S>(pub(crate) S);
-
-impl<S: AsyncRead + AsyncWrite + Send + Unpin> Io for AnyStream<S> {}
-
-impl<S: AsyncRead + Unpin> AsyncRead for AnyStream<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-    fn poll_read_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_read_vectored(cx, bufs)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for AnyStream<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
-    }
-}
+use crate::rt::Io;
 
 /// Read/Write over the async stream for one poll: `Pending` becomes `WouldBlock`.
 /// Reads stop for this turn once `read_left` bytes were read (the task is woken to continue

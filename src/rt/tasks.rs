@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future::poll_fn;
 
-use crate::sync::lock;
+use crate::rt::sync::lock;
 
 type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 

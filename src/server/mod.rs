@@ -1,0 +1,236 @@
+//! The server: the accept loop, each connection's life (upgrade, gateway, close), and
+//! shutdown. With `ws::socket`, the only code that touches sockets.
+
+mod config;
+mod connection;
+mod handshake;
+mod shutdown;
+
+use std::fmt;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use event_listener::Event;
+use futures_lite::future::or;
+use futures_lite::{AsyncRead, AsyncWrite};
+
+pub use config::ServerConfig;
+pub use shutdown::ShutdownHandle;
+
+use crate::error::Result;
+use crate::extension;
+use crate::gateway::WebSocketGateway;
+use crate::log::event;
+use crate::providers::Providers;
+use crate::push::Connections;
+use crate::rt::{AnyStream, Counter, Listener, OwnWakeups, Signal, Tasks, Timer};
+use crate::ws::{Stats, StatsSnapshot, WebSocketConfig};
+
+pub(crate) struct Mount {
+    pub(crate) gateway: Arc<dyn WebSocketGateway>,
+    pub(crate) config: Arc<WebSocketConfig>,
+}
+
+/// A configured server: gateways, providers and limits. Cheap to clone.
+///
+/// Runs on one thread under any executor: [`serve`](Self::serve) multiplexes its
+/// connections itself (a minimal local task set), so [`block_on`](crate::block_on),
+/// `smol::block_on`, `futures_lite::future::block_on` or a task on a caller's
+/// `LocalExecutor` all work. Under the crate's own `block_on` (Linux, Android) its sockets
+/// are registered once in that loop's epoll instead of async-io's reactor: fewer syscalls
+/// per message (BENCHMARKS.md).
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    providers: Providers,
+    mounts: Vec<Mount>,
+    config: ServerConfig,
+    stats: Arc<Stats>,
+    next_id: Counter,
+    signal: Arc<Signal>,
+    drained: Event,
+}
+
+impl Server {
+    pub(crate) fn new(providers: Providers, mounts: Vec<Mount>, config: ServerConfig) -> Self {
+        Server {
+            shared: Arc::new(Shared {
+                providers,
+                mounts,
+                config,
+                stats: Arc::default(),
+                next_id: Counter::new(1),
+                signal: Arc::default(),
+                drained: Event::new(),
+            }),
+        }
+    }
+
+    /// A handle that starts a graceful shutdown.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            signal: Arc::clone(&self.shared.signal),
+            connections: self.shared.providers.resolve::<Connections>().ok(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// The providers the gateways resolve from.
+    pub fn providers(&self) -> &Providers {
+        &self.shared.providers
+    }
+
+    /// Serves `listener` until shutdown, then closes every connection (Close 1001) and
+    /// returns once they are closed or `shutdown_timeout` has passed.
+    pub async fn serve(&self, listener: TcpListener) -> Result<()> {
+        let listener = Listener::new(listener, self.shared.config.max_connections)?;
+        let local = listener.local_addr().ok();
+        for mount in &self.shared.mounts {
+            mount.gateway.on_init(local);
+        }
+        event!(info, "listening on {local:?}");
+        let tasks = Tasks::new();
+        if let Some(extension) = extension::installed(&self.shared.providers) {
+            tasks.spawn(extension.background_task(self.shared.providers.clone()));
+        }
+        // The accept loop is polled only when its own waker fires: polled with every
+        // connection's wake-up, async-io's `accept` would try `accept4` and re-register the
+        // listener each time.
+        let accepting = OwnWakeups::new(async {
+            let mut listener = listener;
+            loop {
+                let accept = async { Some(listener.accept().await) };
+                let stop = async {
+                    self.shared.signal.wait().await;
+                    None
+                };
+                match or(accept, stop).await {
+                    None => break,
+                    Some(Ok((stream, peer))) => tasks.spawn(self.serve_io(stream, Some(peer))),
+                    Some(Err(e)) => {
+                        // Out of descriptors or a connection reset while queued: back off.
+                        event!(warn, "accept failed: {e}");
+                        Timer::after(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            // Closed before the drain: new connections are refused, not left queued.
+            drop(listener);
+        });
+        let main = async {
+            accepting.await;
+            let drained = async {
+                loop {
+                    let listener = self.shared.drained.listen();
+                    if self.shared.stats.open.get() == 0 {
+                        break;
+                    }
+                    listener.await;
+                }
+            };
+            or(drained, async {
+                Timer::after(self.shared.config.shutdown_timeout).await;
+            })
+            .await;
+        };
+        // The connections still open when `main` ends are dropped with `tasks`.
+        or(main, tasks.run()).await;
+        event!(info, "stopped");
+        Ok(())
+    }
+
+    /// [`serve`](Self::serve) until `signal` completes, then shuts down gracefully (as
+    /// [`ShutdownHandle::shutdown`] does) and returns once the connections are closed or
+    /// `shutdown_timeout` has passed: axum's `with_graceful_shutdown`. A server shut down
+    /// stays so: serving it (or a clone) again returns `Ok` at once.
+    ///
+    /// `signal` runs on the serving thread (no thread of its own) and is polled only when
+    /// its own waker fires. Raced against `serve` with a plain `or`, it would be polled at
+    /// every wake-up of any connection, and a future whose poll tries a read, such as
+    /// async-signal's `Signals` (one `recvfrom` per poll), would cost a syscall per message.
+    ///
+    /// ```no_run
+    /// # use nestforge_edge::prelude::*;
+    /// # module! { struct AppModule { providers: [] } }
+    /// # struct Echo;
+    /// # impl WebSocketGateway for Echo {
+    /// #     fn on_connect(&self, _: WebSocketContext, _: WebSocket) -> WebSocketFuture {
+    /// #         Box::pin(async {})
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures_lite::StreamExt;
+    /// let mut signals = async_signal::Signals::new([async_signal::Signal::Int])?;
+    /// nestforge_edge::block_on(async {
+    ///     let server = NestForgeFactory::<AppModule>::create()?
+    ///         .with_websocket_gateway(Echo)
+    ///         .into_server()?;
+    ///     let listener = std::net::TcpListener::bind("127.0.0.1:3002")?;
+    ///     let ctrl_c = async move {
+    ///         signals.next().await;
+    ///     };
+    ///     server.serve_with_graceful_shutdown(listener, ctrl_c).await
+    /// })?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn serve_with_graceful_shutdown<F>(
+        &self,
+        listener: TcpListener,
+        signal: F,
+    ) -> Result<()>
+    where
+        F: Future<Output = ()>,
+    {
+        let handle = self.shutdown_handle();
+        let signal = OwnWakeups::new(async move {
+            signal.await;
+            handle.shutdown();
+        });
+        let shut_down = async {
+            signal.await;
+            // `serve` finishes the drain and returns.
+            std::future::pending::<Result<()>>().await
+        };
+        or(self.serve(listener), shut_down).await
+    }
+
+    /// Serves one already-accepted connection (any `AsyncRead + AsyncWrite` stream): the
+    /// upgrade, then the gateway, then the close. Counts against `max_connections`.
+    ///
+    /// The stream's `poll_close` should half-close it (send FIN), as `async_net::TcpStream`
+    /// does; `async_io::Async<TcpStream>`'s only flushes, so the peer would wait for the
+    /// server's FIN until `close_timeout` (`serve` wraps its sockets accordingly).
+    pub async fn serve_connection<S>(&self, stream: S, peer: Option<SocketAddr>)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        self.serve_io(Box::new(AnyStream(stream)), peer).await
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field(
+                "endpoints",
+                &self
+                    .shared
+                    .mounts
+                    .iter()
+                    .map(|m| &m.config.endpoint)
+                    .collect::<Vec<_>>(),
+            )
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,34 @@
+//! The WebSocket protocol layer: the HTTP/1.1 upgrade, RFC 6455 framing, the connection
+//! driver (batching, timers, the close handshake), the [`WebSocket`] a gateway holds, and
+//! what a connection carries with it (its limits, its guard's identity, its push queue,
+//! the server's counters).
+//!
+//! It knows nothing of providers, patterns or gateways: those are the API layer's, above.
+//! It runs on the runtime layer ([`crate::rt`]) below.
+
+mod auth;
+mod config;
+mod conn;
+mod framing;
+mod guard;
+#[cfg(test)]
+pub(crate) mod mock;
+mod outbox;
+mod socket;
+mod stats;
+pub mod upgrade;
+
+pub use auth::{AuthIdentity, Forbidden};
+pub(crate) use config::normalize_endpoint;
+pub use config::WebSocketConfig;
+pub(crate) use conn::Conn;
+pub use conn::{close_code, CloseInfo};
+pub use framing::Framing;
+pub use guard::{Guard, GuardFuture, GuardResult};
+pub(crate) use outbox::{Outbox, Popped};
+pub use outbox::{Overflow, PushError};
+pub(crate) use socket::Home;
+pub use socket::WebSocket;
+pub(crate) use stats::Stats;
+pub use stats::StatsSnapshot;
+pub use upgrade::{Headers, Rejection, UpgradeRequest};
