@@ -84,6 +84,16 @@ async fn pair() -> (EpollStream, TcpStream) {
     (server, client)
 }
 
+/// A connected pair: the server side registered with the loop's reactor (with no listener
+/// registered meanwhile, so that it takes the slot freed last), the client a blocking socket.
+fn registered_pair() -> (EpollStream, TcpStream) {
+    let (server, client) = plain_pair();
+    (
+        EpollStream(current().unwrap().register(server).unwrap()),
+        client,
+    )
+}
+
 /// A connected pair of plain sockets (the first to be registered by the test).
 fn plain_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -169,31 +179,40 @@ fn the_end_of_the_stream_is_seen_after_a_short_read() {
 
 /// Fails the test instead of hanging when `future` takes longer than `secs`.
 async fn within<T>(secs: u64, future: impl Future<Output = T>) -> T {
-    futures_lite::future::or(future, async {
+    // The deadline is polled first: a future that would complete only because the
+    // deadline's wake-up polled it again still fails.
+    let deadline = async {
         async_io::Timer::after(Duration::from_secs(secs)).await;
         panic!("timed out after {secs} s");
-    })
-    .await
+    };
+    futures_lite::future::or(deadline, future).await
 }
 
-/// After `stale` (a socket that left the loop, but whose file lives on) was made to report
-/// its peer's data and hang-up, `fresh` (registered since, perhaps in its slot) still waits
-/// for and gets its own data: no stale event marked it ready or ended.
-async fn no_stale_event_reaches(stale_peer: TcpStream, fresh: &mut EpollStream) {
-    let mut fresh_peer = stale_peer;
-    fresh_peer.write_all(b"old").unwrap();
-    fresh_peer.shutdown(std::net::Shutdown::Both).unwrap();
-    drop(fresh_peer);
+/// After `stale_peer`'s socket (which left the loop, but whose file may live on) sent data
+/// and hung up, `fresh` (registered since, perhaps in the same slot) still waits for its own
+/// data and is woken by it: no stale event marked it ready or ended (which would leave a
+/// waiting read unwoken).
+async fn no_stale_event_reaches(
+    stale_peer: TcpStream,
+    fresh: &mut EpollStream,
+    mut fresh_peer: TcpStream,
+) {
+    let mut stale_peer = stale_peer;
+    stale_peer.write_all(b"old").unwrap();
+    stale_peer.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(stale_peer);
     // The loop takes whatever events came meanwhile.
     async_io::Timer::after(Duration::from_millis(50)).await;
+    // The read waits, and is woken by the data its own peer sends later.
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        fresh_peer.write_all(b"new").unwrap();
+        fresh_peer
+    });
     let mut buf = [0; 8];
-    // Nothing was sent to `fresh`: its read waits (a stale hang-up would end it, or leave
-    // it ready, never to be woken again).
-    let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut *fresh).poll_read(cx, &mut buf))).await;
-    assert!(
-        first.is_pending(),
-        "a stale event reached the socket: {first:?}"
-    );
+    let n = within(5, fresh.read(&mut buf)).await.unwrap();
+    assert_eq!(&buf[..n], b"new");
+    drop(writer.join().unwrap());
 }
 
 #[test]
@@ -222,31 +241,23 @@ fn a_socket_dropped_on_another_thread_sends_no_event_to_the_next_registration() 
         let dropper = std::thread::spawn(move || drop(stale));
         std::thread::sleep(Duration::from_millis(50));
         // A new connection registers meanwhile, and the old one's peer writes and hangs up.
-        let (mut fresh, mut fresh_peer) = pair().await;
-        no_stale_event_reaches(stale_peer, &mut fresh).await;
+        let (mut fresh, fresh_peer) = registered_pair();
+        no_stale_event_reaches(stale_peer, &mut fresh, fresh_peer).await;
         release.send(()).unwrap();
         dropper.join().unwrap();
-        fresh_peer.write_all(b"new").unwrap();
-        let mut buf = [0; 8];
-        let n = fresh.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"new");
     }));
 }
 
 #[test]
 fn a_duplicated_descriptor_sends_no_event_to_the_socket_that_takes_its_slot() {
     block_on(within(10, async {
-        let (stale, stale_peer) = pair().await;
+        let (stale, stale_peer) = registered_pair();
         // A duplicate keeps the socket's file open after the registration's descriptor
         // closes (as a child process's inherited copy would).
         let duplicate = stale.0.get().try_clone().unwrap();
         drop(stale);
-        let (mut fresh, mut fresh_peer) = pair().await;
-        no_stale_event_reaches(stale_peer, &mut fresh).await;
-        fresh_peer.write_all(b"new").unwrap();
-        let mut buf = [0; 8];
-        let n = fresh.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"new");
+        let (mut fresh, fresh_peer) = registered_pair();
+        no_stale_event_reaches(stale_peer, &mut fresh, fresh_peer).await;
         drop(duplicate);
     }));
 }
