@@ -7,6 +7,7 @@
 //! It runs on the runtime layer ([`crate::rt`]) below.
 
 mod auth;
+mod close;
 mod config;
 mod conn;
 mod framing;
@@ -19,10 +20,11 @@ mod stats;
 pub mod upgrade;
 
 pub use auth::{AuthIdentity, Forbidden};
+pub use close::{close_code, CloseInfo};
 pub(crate) use config::normalize_endpoint;
 pub use config::WebSocketConfig;
 pub(crate) use conn::Conn;
-pub use conn::{close_code, CloseInfo};
+
 pub use framing::Framing;
 pub use guard::{Guard, GuardFuture, GuardResult};
 pub(crate) use outbox::{Outbox, Popped};

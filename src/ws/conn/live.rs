@@ -12,14 +12,14 @@ use crate::rt::Io;
 /// Read/Write over the async stream for one poll: `Pending` becomes `WouldBlock`.
 /// Reads stop for this turn once `read_left` bytes were read (the task is woken to continue
 /// after the other connections had their turn); `heard` records that the peer sent something;
-/// `drained` that the last read emptied the socket (see [`Io::poll_readable`]) and how many
-/// times readiness was found missing since, `filled` that it took all it was offered.
+/// `socket_empty` that the last read emptied the socket (see [`Io::arm_readable`]), `filled`
+/// that it took all it was offered.
 pub(super) struct Live<'a, 'b> {
     pub(super) io: &'a mut dyn Io,
     pub(super) cx: &'a mut Context<'b>,
     pub(super) read_left: &'a mut usize,
     pub(super) heard: &'a mut bool,
-    pub(super) drained: &'a mut u8,
+    pub(super) socket_empty: &'a mut bool,
     pub(super) filled: &'a mut bool,
 }
 
@@ -35,7 +35,7 @@ impl Live<'_, '_> {
             self.cx.waker().wake_by_ref();
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        if still_drained(self.io, self.cx, self.drained)? {
+        if still_empty(self.io, self.cx, self.socket_empty) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         match read(Pin::new(&mut *self.io), self.cx) {
@@ -44,7 +44,7 @@ impl Live<'_, '_> {
                 *self.heard |= n > 0;
                 *self.filled = n == offered;
                 if n > 0 && n < offered {
-                    *self.drained = u8::from(self.io.arm_readable(self.cx));
+                    *self.socket_empty = self.io.arm_readable(self.cx);
                 }
                 Ok(n)
             }
@@ -88,33 +88,19 @@ impl Write for Live<'_, '_> {
     }
 }
 
-/// Whether a read can be skipped: the last read emptied the socket (`drained` non-zero) and
-/// no readiness was reported since. Counts the misses; clears `drained` when the socket is
-/// to be read.
-pub(super) fn still_drained(
-    io: &mut dyn Io,
-    cx: &mut Context<'_>,
-    drained: &mut u8,
-) -> io::Result<bool> {
-    if *drained == 0 {
-        return Ok(false);
+/// Whether a read can be skipped: the last read emptied the socket and the stream has
+/// reported no readiness since (it tells exactly, see [`Io::poll_readable`]). Clears
+/// `socket_empty` once the socket is to be read (an error polling readiness is left to that
+/// read to return).
+pub(super) fn still_empty(io: &mut dyn Io, cx: &mut Context<'_>, socket_empty: &mut bool) -> bool {
+    if !*socket_empty {
+        return false;
     }
-    match io.poll_readable(cx) {
-        // The first miss is the poll that armed the socket. At a later one the task was
-        // woken for some other reason and the socket is read anyway (`EAGAIN` at worst):
-        // async-io discards an event reported in the reactor tick its interest was
-        // registered in, and with another connection flooding the thread such an event was
-        // seen to be the last one for a second (`tests/hostile.rs`, empty-fragment flood).
-        Poll::Pending if *drained < 2 => {
-            *drained += 1;
-            Ok(true)
-        }
-        Poll::Ready(Err(e)) => Err(e),
-        Poll::Pending | Poll::Ready(Ok(())) => {
-            *drained = 0;
-            Ok(false)
-        }
+    if io.poll_readable(cx).is_pending() {
+        return true;
     }
+    *socket_empty = false;
+    false
 }
 
 /// A stream with nothing to read and no room to write: lets tungstenite parse what is

@@ -121,7 +121,7 @@ fn a_sink_flush_does_not_wait_for_a_frame_on_its_way() {
 #[test]
 fn replies_held_for_a_frame_on_its_way_stop_at_hold_back() {
     let (mock, mut conn) = a_received_and_a_frame_on_its_way(WebSocketConfig::default());
-    block_on(conn.send(Message::binary(vec![0; super::HOLD_BACK - 100]))).unwrap();
+    block_on(conn.send(Message::binary(vec![0; super::send::HOLD_BACK - 100]))).unwrap();
     assert_eq!(mock.writes(), 0, "below HOLD_BACK: held");
     block_on(conn.send(Message::binary(vec![0; 100]))).unwrap();
     // (The mock takes one buffer of a vectored write at a time.)
@@ -252,7 +252,7 @@ fn a_protocol_error_closes_without_waiting_for_the_peer() {
 }
 
 #[test]
-fn a_held_reply_goes_out_before_the_close_of_a_bad_client_frame() {
+fn a_held_reply_goes_out_before_the_close_of_a_bad_frame() {
     let mock = Mock::default();
     let mut conn = conn(
         &mock,
@@ -283,7 +283,7 @@ fn a_held_reply_goes_out_before_the_close_of_a_bad_client_frame() {
 }
 
 #[test]
-fn a_held_reply_is_written_when_the_stream_ends_inside_a_client_frame() {
+fn a_held_reply_is_written_when_the_stream_ends_inside_a_frame() {
     let mock = Mock::default();
     let mut conn = conn(&mock, WebSocketConfig::default().read_buffer_size(64));
     mock.feed(&[&text("a")[..], &long_text()[..57]].concat());

@@ -24,7 +24,8 @@ use tungstenite::protocol::frame::{FrameHeader, Utf8Bytes};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use crate::ws::WebSocketConfig;
+use super::close::{CloseState, Closer, Closing, PeerClose};
+use super::WebSocketConfig;
 
 mod fragments;
 mod header;
@@ -37,22 +38,6 @@ use output::{Output, Payload};
 
 /// The largest frame header (2 + 8 bytes of length + 4 of mask).
 const MAX_HEADER: usize = 14;
-
-/// Where the close handshake is (tungstenite's states).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Active,
-    ClosedByUs,
-    ClosedByPeer,
-    CloseAcknowledged,
-    Terminated,
-}
-
-impl State {
-    fn can_read(self) -> bool {
-        matches!(self, State::Active | State::ClosedByUs)
-    }
-}
 
 /// The limits a connection frames under.
 #[derive(Debug, Clone, Copy)]
@@ -71,7 +56,8 @@ struct Limits {
 /// The server side of a WebSocket connection's framing: what each connection runs, public
 /// (hidden) for the fuzz targets and the framing tests.
 pub struct Framing {
-    state: State,
+    /// The close handshake, and the first Close.
+    state: CloseState,
     limits: Limits,
     /// Received bytes and the frame being read; holds no allocation when idle.
     input: Input,
@@ -89,7 +75,7 @@ impl Framing {
     /// `read_ahead`.
     pub fn new(read_ahead: &[u8], config: &WebSocketConfig) -> Self {
         Framing {
-            state: State::Active,
+            state: CloseState::Open,
             limits: Limits {
                 read_buffer: config.read_buffer_size.max(MAX_HEADER),
                 max_frame: config.max_frame_size,
@@ -110,7 +96,18 @@ impl Framing {
 
     /// Whether messages can still be sent (no Close sent or received).
     pub fn can_write(&self) -> bool {
-        self.state == State::Active
+        self.state.can_write()
+    }
+
+    /// Where the close handshake is.
+    pub(crate) fn state(&self) -> &CloseState {
+        &self.state
+    }
+
+    /// The close handshake, for the driver's own transitions (the gateway's reads ending,
+    /// an abort).
+    pub(crate) fn state_mut(&mut self) -> &mut CloseState {
+        &mut self.state
     }
 
     /// Whether [`read`](Self::read) can only read the stream: nothing buffered to parse, no
@@ -140,7 +137,7 @@ impl Framing {
     /// Reads the next message. `WouldBlock` (as `Error::Io`) when the stream has no more
     /// bytes for now; pongs and close replies are queued (and written by the next flush).
     pub fn read(&mut self, stream: &mut (impl Read + Write)) -> Result<Message> {
-        if self.state == State::Terminated {
+        if matches!(self.state, CloseState::Terminated { .. }) {
             return Err(Error::AlreadyClosed);
         }
         loop {
@@ -151,7 +148,7 @@ impl Framing {
                     Err(e) => return Err(e),
                 }
             } else if !self.state.can_read() {
-                self.state = State::Terminated;
+                self.state.terminate(false, None);
                 return Err(Error::ConnectionClosed);
             }
             let frame = self
@@ -160,10 +157,14 @@ impl Framing {
             let (header, payload) = match frame {
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
-                    let state = std::mem::replace(&mut self.state, State::Terminated);
-                    return Err(match state {
-                        State::ClosedByPeer | State::CloseAcknowledged => Error::ConnectionClosed,
-                        _ => Error::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+                    // The end of the stream: after the peer's Close, the end of the handshake;
+                    // before it, the peer vanished.
+                    let vanished = self.state.can_read();
+                    self.state.terminate(false, None);
+                    return Err(if vanished {
+                        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+                    } else {
+                        Error::ConnectionClosed
                     });
                 }
                 Err(Error::Io(e))
@@ -206,7 +207,7 @@ impl Framing {
                 Ok(self.received_close(payload)?.map(Message::Close))
             }
             OpCode::Control(Control::Ping) => {
-                if self.state == State::Active {
+                if self.state.can_write() {
                     self.queue_pong(payload.clone());
                 }
                 Ok(Some(Message::Ping(payload)))
@@ -261,39 +262,41 @@ impl Framing {
                 reason: Utf8Bytes::try_from(payload.slice(2..))?,
             }),
         };
-        Ok(match self.state {
-            State::Active => {
-                self.state = State::ClosedByPeer;
-                let frame = frame.map(|f| {
-                    if f.code.is_allowed() {
-                        f
-                    } else {
-                        CloseFrame {
-                            code: CloseCode::Protocol,
-                            reason: Utf8Bytes::from_static("Protocol violation"),
-                        }
-                    }
-                });
-                // The reply goes before anything else owed: a pong is moot now.
-                self.pong = None;
-                self.push_close(frame.as_ref());
-                self.reply_due = true;
-                Some(frame)
+        // A code a peer may not send is answered (and reported) as a protocol violation.
+        let frame = frame.map(|f| {
+            if f.code.is_allowed() {
+                f
+            } else {
+                CloseFrame {
+                    code: CloseCode::Protocol,
+                    reason: Utf8Bytes::from_static("Protocol violation"),
+                }
             }
-            State::ClosedByUs => {
-                self.state = State::CloseAcknowledged;
-                Some(frame)
-            }
-            State::ClosedByPeer | State::CloseAcknowledged | State::Terminated => None,
-        })
+        });
+        Ok(
+            match self
+                .state
+                .peer_closed(closing(frame.as_ref(), Closer::Peer))
+            {
+                PeerClose::First => {
+                    // The reply goes before anything else owed: a pong is moot now.
+                    self.pong = None;
+                    self.push_close(frame.as_ref());
+                    self.reply_due = true;
+                    Some(frame)
+                }
+                PeerClose::Answer => Some(frame),
+                PeerClose::Late => None,
+            },
+        )
     }
 
     /// Queues `message`; `WriteBufferFull` (with the message) when the unsent bytes would
     /// pass the bound. Writes nothing to the stream: see [`flush`](Self::flush).
     pub fn write(&mut self, message: Message) -> Result<()> {
         match self.state {
-            State::Terminated => return Err(Error::AlreadyClosed),
-            State::Active => {}
+            CloseState::Terminated { .. } => return Err(Error::AlreadyClosed),
+            CloseState::Open => {}
             _ => return Err(Error::Protocol(ProtocolError::SendAfterClosing)),
         }
         if let Message::Close(frame) = message {
@@ -324,14 +327,32 @@ impl Framing {
         Ok(())
     }
 
-    /// Queues our Close (once; later calls do nothing). Control frames are not bounded by
-    /// the write buffer: the close is never lost.
+    /// Queues our Close (once; later calls do nothing); the application reads on until
+    /// the peer's answer. Control frames are not bounded by the write buffer: the close is
+    /// never lost.
     pub fn close(&mut self, frame: Option<CloseFrame>) {
-        if self.state == State::Active {
-            self.state = State::ClosedByUs;
+        if self
+            .state
+            .close_by_us(closing(frame.as_ref(), Closer::Us), true)
+        {
             self.pong = None;
             self.push_close(frame.as_ref());
         }
+    }
+
+    /// Queues the server's Close with `code` (once; later calls do nothing): the
+    /// application's reads are over.
+    pub(crate) fn close_for_server(&mut self, code: CloseCode) {
+        let closing = Closing::by_server(code);
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from(closing.reason.clone()),
+        };
+        if self.state.close_by_us(closing, false) {
+            self.pong = None;
+            self.push_close(Some(&frame));
+        }
+        self.state.stop_gateway_reads();
     }
 
     /// Writes everything queued. `WouldBlock` while the stream takes no more;
@@ -346,7 +367,7 @@ impl Framing {
         }
         self.reply_due = false;
         if !self.state.can_read() {
-            self.state = State::Terminated;
+            self.state.terminate(false, None);
             return Err(Error::ConnectionClosed);
         }
         stream.flush()?;
@@ -397,6 +418,14 @@ impl Framing {
         let mut encoded = [0u8; MAX_HEADER];
         let used = header::encode(header, len as u64, &mut encoded);
         self.out.push(&encoded[..used], payload);
+    }
+}
+
+/// The record of a Close frame (`None`: a Close without a status, 1005).
+fn closing(frame: Option<&CloseFrame>, by: Closer) -> Closing {
+    match frame {
+        Some(f) => Closing::new(f.code, f.reason.as_str(), by),
+        None => Closing::new(CloseCode::Status, "", by),
     }
 }
 
