@@ -67,24 +67,26 @@
 
 mod codec;
 mod config;
+mod forward;
+mod inbound;
 mod session;
+mod stats;
 
 use config::config_error;
 pub use config::{Forward, MqttConfig, Protocol, Qos};
+use forward::reply_filter;
+pub use stats::MqttStats;
+use stats::{bump, Counters};
 
 use crate::rt::sync::lock;
-use crate::rt::Counter;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
 
-use crate::rt::Timer;
-use event_listener::{Event, EventListener};
-use futures_lite::future::or;
+use event_listener::Event;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tungstenite::Message;
@@ -94,10 +96,12 @@ use crate::extension::{Extension, ExtensionFuture};
 use crate::providers::Providers;
 use crate::push::{Broadcast, Connections};
 use crate::registry::MicroserviceRegistry;
-use crate::wire::Kind;
 use crate::ws::PushError;
 
 use codec::Level;
+
+/// A handler run for a broker request or event: its reply packet, if any.
+type Handler = Pin<Box<dyn Future<Output = Option<Vec<u8>>>>>;
 
 /// Whether `topic` can be published to: not empty, no wildcard, no NUL, not `$`-prefixed,
 /// shorter than 64 KiB.
@@ -106,52 +110,6 @@ pub(crate) fn publishable(topic: &str) -> bool {
         && topic.len() < 65_000
         && !topic.starts_with('$')
         && !topic.contains(['+', '#', '\0'])
-}
-
-/// Counters of the bridge (monotonic since start, except `connected`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MqttStats {
-    /// Whether the broker link is up.
-    pub connected: bool,
-    /// Successful connections (CONNACK), the first one included.
-    pub connects: u64,
-    /// Requests forwarded to the broker.
-    pub forwarded: u64,
-    /// Forwarded requests that got a reply.
-    pub replied: u64,
-    /// Forwarded requests that timed out.
-    pub timeouts: u64,
-    /// Requests answered `unavailable` (link down, table or queue full).
-    pub unavailable: u64,
-    /// Requests from the broker handled by local patterns.
-    pub served: u64,
-    /// Events received from the broker and handled.
-    pub events_in: u64,
-    /// Events published.
-    pub events_out: u64,
-    /// Broker packets that were malformed or unusable (dropped).
-    pub malformed: u64,
-    /// Publishes dropped: link down or queue full (events, broadcasts, pushes).
-    pub dropped: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    connects: Counter,
-    forwarded: Counter,
-    replied: Counter,
-    timeouts: Counter,
-    unavailable: Counter,
-    served: Counter,
-    events_in: Counter,
-    events_out: Counter,
-    malformed: Counter,
-    dropped: Counter,
-}
-
-fn bump(counter: &Counter) {
-    counter.add(1);
 }
 
 /// The bridge between this gateway and an MQTT broker. Cheap to clone.
@@ -361,15 +319,6 @@ impl MqttBridge {
         session::run(Arc::clone(&self.inner), providers).await
     }
 
-    /// Whether `pattern` (a message pattern with no local handler) goes to the broker.
-    pub(crate) fn forwards(&self, pattern: &str) -> bool {
-        match &self.inner.config.forward {
-            Forward::Unknown => true,
-            Forward::Patterns(list) => list.iter().any(|p| p == pattern),
-            Forward::Off => false,
-        }
-    }
-
     /// Publishes an event from a WebSocket client to the broker; `true` when the pattern is
     /// one the bridge carries (whether or not the link is up: events are at most once).
     /// Events from the broker are handled without coming back here.
@@ -400,123 +349,6 @@ impl MqttBridge {
         }
         true
     }
-
-    /// Sends a request to the broker and waits for its reply's payload.
-    async fn forward(&self, request: Request, data: Box<RawValue>) -> Result<Box<RawValue>> {
-        let inner = &*self.inner;
-        let pattern: &str = &request.pattern;
-        let request = || request.clone();
-        if !publishable(pattern) {
-            return Err(Error::UnknownPattern {
-                kind: Kind::Message,
-                request: request(),
-            });
-        }
-        let timeout = inner.config.request_timeout;
-        let deadline = Instant::now() + timeout;
-        let unavailable = |reason: &'static str| {
-            bump(&inner.counters.unavailable);
-            Error::Unavailable {
-                request: request(),
-                reason,
-            }
-        };
-        let timed_out = || {
-            bump(&inner.counters.timeouts);
-            Error::Timeout {
-                request: request(),
-                after: timeout,
-            }
-        };
-        // The reply topic first, as NestJS does: a reply must not beat the subscription.
-        loop {
-            let listener = inner.changed.listen();
-            {
-                let mut state = lock(&inner.state);
-                if !state.connected {
-                    return Err(unavailable("the broker link is down"));
-                }
-                match state.replies.get(pattern) {
-                    Some(Sub::Active) => break,
-                    Some(Sub::Refused) => {
-                        return Err(unavailable("the broker refused the reply subscription"))
-                    }
-                    Some(Sub::Pending) => {}
-                    None => {
-                        if state.replies.len() >= inner.config.max_remote_patterns {
-                            return Err(unavailable("too many remote patterns"));
-                        }
-                        if state.outbound.len() >= inner.config.outbound_queue {
-                            return Err(unavailable("the outbound queue is full"));
-                        }
-                        state.replies.insert(pattern.into(), Sub::Pending);
-                        let pid = state.pid();
-                        state.subacks.insert(pid, vec![(0, pattern.into())]);
-                        let mut packet = Vec::new();
-                        codec::subscribe(&mut packet, inner.level, pid, &[reply_filter(pattern)]);
-                        state.outbound.push_back(packet);
-                        inner.wake.notify(1);
-                    }
-                }
-            }
-            let expired = !notified_before(listener, deadline).await;
-            if expired {
-                return Err(timed_out());
-            }
-        }
-        let slot = Arc::new(PendingReply::default());
-        let id: Box<str> = {
-            let mut state = lock(&inner.state);
-            if state.pending.len() >= inner.config.max_pending {
-                return Err(unavailable("too many pending requests"));
-            }
-            if state.outbound.len() >= inner.config.outbound_queue {
-                return Err(unavailable("the outbound queue is full"));
-            }
-            state.next_id += 1;
-            let id: Box<str> = format!("{}-{}", inner.client_id, state.next_id).into();
-            let payload = format!(
-                "{{\"pattern\":{},\"data\":{},\"id\":\"{id}\"}}",
-                serde_json::Value::from(pattern),
-                data.get()
-            );
-            state.pending.insert(id.clone(), Arc::clone(&slot));
-            let mut packet = Vec::with_capacity(payload.len() + pattern.len() + 8);
-            codec::publish(&mut packet, inner.level, pattern, payload.as_bytes(), 0, 0);
-            state.outbound.push_back(packet);
-            inner.wake.notify(1);
-            id
-        };
-        bump(&inner.counters.forwarded);
-        // Removes the entry however this future ends (also when the client went away).
-        let _entry = PendingEntry { inner, id };
-        let outcome = loop {
-            let listener = slot.ready.listen();
-            if let Some(outcome) = lock(&slot.outcome).take() {
-                break outcome;
-            }
-            let expired = !notified_before(listener, deadline).await;
-            if expired {
-                if let Some(outcome) = lock(&slot.outcome).take() {
-                    break outcome;
-                }
-                return Err(timed_out());
-            }
-        };
-        match outcome {
-            Outcome::Response(response) => {
-                bump(&inner.counters.replied);
-                Ok(response)
-            }
-            Outcome::Failed(detail) => Err(Error::Remote {
-                request: request(),
-                detail: detail
-                    .filter(|_| inner.config.expose_remote_errors)
-                    .map(Into::into),
-            }),
-            Outcome::Disconnected => Err(unavailable("the broker link went down")),
-        }
-    }
 }
 
 impl Extension for MqttBridge {
@@ -539,25 +371,6 @@ impl Extension for MqttBridge {
     fn background_task(&self, providers: Providers) -> Pin<Box<dyn Future<Output = ()>>> {
         let bridge = self.clone();
         Box::pin(async move { bridge.run(providers).await })
-    }
-}
-
-struct PendingEntry<'a> {
-    inner: &'a Inner,
-    id: Box<str>,
-}
-
-impl Drop for PendingEntry<'_> {
-    fn drop(&mut self) {
-        lock(&self.inner.state).pending.remove(&self.id);
-    }
-}
-
-fn reply_filter(pattern: &str) -> codec::Filter {
-    codec::Filter {
-        topic: format!("{pattern}/reply"),
-        qos: 0,
-        no_local: false,
     }
 }
 
@@ -642,21 +455,6 @@ impl fmt::Debug for MqttBridge {
             .field("connected", &self.is_connected())
             .finish_non_exhaustive()
     }
-}
-
-/// Waits for `listener` until `deadline`; `false` when the deadline came first.
-async fn notified_before(listener: EventListener, deadline: Instant) -> bool {
-    or(
-        async {
-            listener.await;
-            true
-        },
-        async {
-            Timer::at(deadline).await;
-            false
-        },
-    )
-    .await
 }
 
 #[cfg(test)]

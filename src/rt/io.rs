@@ -78,6 +78,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AnyStream<S> {
     }
 }
 
+/// Connects to `addr` over TCP (with `TCP_NODELAY`), on async-io's reactor: the crate's
+/// own outbound links (the MQTT bridge's broker connection).
+#[cfg(feature = "mqtt")]
+pub(crate) async fn connect(addr: std::net::SocketAddr) -> io::Result<Stream> {
+    let stream = Async::<TcpStream>::connect(addr).await?;
+    let _ = stream.get_ref().set_nodelay(true);
+    Ok(Box::new(AsyncIoStream(stream)))
+}
+
 /// A TCP stream on async-io's reactor whose `poll_close` half-closes (`shutdown(Write)`),
 /// which `Async<TcpStream>`'s does not: the close handshake and HTTP rejections rely on
 /// the peer seeing EOF.

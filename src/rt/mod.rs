@@ -23,6 +23,8 @@ mod sys;
 use std::future::Future;
 
 pub(crate) use counter::Counter;
+#[cfg(feature = "mqtt")]
+pub(crate) use io::connect;
 pub(crate) use io::{AnyStream, Io, Stream};
 pub(crate) use listener::Listener;
 pub(crate) use signal::Signal;

@@ -218,7 +218,7 @@ fn our_close_waits_for_the_peers_close() {
     let info = block_on(futures_lite::future::zip(finish, async move {
         // The server's Close goes out first, then the peer answers and hangs up.
         while peer.frames().is_empty() {
-            async_io::Timer::after(Duration::from_millis(1)).await;
+            crate::rt::Timer::after(Duration::from_millis(1)).await;
         }
         peer.feed(&close_frame(1000));
         peer.end();
