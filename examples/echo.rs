@@ -11,7 +11,9 @@
 
 use nestforge_edge::prelude::*;
 
-struct Echo;
+/// Echoes every text and binary message (the integration tests and the bench use this one
+/// too).
+pub struct Echo;
 
 impl WebSocketGateway for Echo {
     fn on_connect(&self, _ctx: WebSocketContext, mut socket: WebSocket) -> WebSocketFuture {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use common::{frame, scaled, upgrade_head};
+use common::{frame, scaled, upgrade_head, Echo};
 use futures_lite::{AsyncRead, AsyncWrite};
 use nestforge_edge::prelude::*;
 
@@ -71,19 +71,6 @@ impl AsyncWrite for Mock {
     }
     fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
-    }
-}
-
-struct Echo;
-impl WebSocketGateway for Echo {
-    fn on_connect(&self, _: WebSocketContext, mut socket: WebSocket) -> WebSocketFuture {
-        Box::pin(async move {
-            while let Some(Ok(m)) = socket.recv().await {
-                if m.is_text() && socket.send(m).await.is_err() {
-                    break;
-                }
-            }
-        })
     }
 }
 

@@ -565,25 +565,6 @@ fn frames_limits_and_fragments() {
     ));
 }
 
-/// An echo gateway for the end-to-end frame tests.
-struct Echo;
-
-impl nestforge_edge::WebSocketGateway for Echo {
-    fn on_connect(
-        &self,
-        _ctx: WebSocketContext,
-        mut socket: nestforge_edge::WebSocket,
-    ) -> nestforge_edge::WebSocketFuture {
-        Box::pin(async move {
-            while let Some(Ok(message)) = socket.recv().await {
-                if message.is_text() && socket.send(message).await.is_err() {
-                    break;
-                }
-            }
-        })
-    }
-}
-
 nestforge_edge::module! { struct EchoModule { providers: [] } }
 
 // The same input through the server: an empty Text frame then the oversized frame's start,
@@ -595,7 +576,7 @@ nestforge_edge::module! { struct EchoModule { providers: [] } }
 fn frames_oversized_frame_after_a_message_closes_with_1009() {
     let server = nestforge_edge::NestForgeFactory::<EchoModule>::create()
         .unwrap()
-        .with_websocket_gateway(Echo)
+        .with_websocket_gateway(common::Echo)
         .into_server()
         .unwrap();
     let running = common::spawn(server);

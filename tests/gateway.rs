@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::future::Future;
 use std::io::{Read, Write};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,23 +15,19 @@ use nestforge_edge::prelude::*;
 use nestforge_edge::{ErrorCode, Kind, Server};
 use serde::{Deserialize, Serialize};
 
-// ---- the app: NestForge's example, plus a few patterns for the error paths ----------------
+// ---- the app: NestForge's example itself, and a second gateway for the other paths --------
 
-pub struct AppConfig {
-    pub app_name: String,
-}
+#[allow(dead_code)] // its `main`
+#[path = "../examples/events_gateway.rs"]
+mod events_gateway;
+
+use events_gateway::EventsGateway;
 
 struct Missing;
 
-pub struct WsPatterns {
-    registry: MicroserviceRegistry,
-}
-
-impl WsPatterns {
-    pub fn registry(&self) -> &MicroserviceRegistry {
-        &self.registry
-    }
-}
+/// The patterns of the other paths (typed payloads and replies, handler errors, a missing
+/// provider, what a handler's context carries), served on `/json`.
+struct TestPatterns(MicroserviceRegistry);
 
 #[derive(Deserialize)]
 struct Greet {
@@ -47,15 +41,8 @@ struct Greeting {
 
 static PINGS: AtomicUsize = AtomicUsize::new(0);
 
-fn build_ws_patterns() -> WsPatterns {
+fn build_test_patterns() -> TestPatterns {
     let registry = MicroserviceRegistry::builder()
-        .message("app.info", |_payload: (), ctx| async move {
-            let config = ctx.resolve::<AppConfig>()?;
-            Ok(serde_json::json!({
-                "app_name": config.app_name,
-                "transport": ctx.transport(),
-            }))
-        })
         .event("app.ping", |_payload: serde_json::Value, _ctx| async move {
             PINGS.fetch_add(1, Ordering::SeqCst);
             Ok(())
@@ -81,70 +68,18 @@ fn build_ws_patterns() -> WsPatterns {
             }))
         })
         .build();
-    WsPatterns { registry }
+    TestPatterns(registry)
 }
 
-/// NestForge's `EventsGateway`, verbatim but for the `use` lines.
-pub struct EventsGateway;
-
-impl WebSocketGateway for EventsGateway {
-    fn on_connect(
-        &self,
-        ctx: WebSocketContext,
-        mut socket: WebSocket,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(async move {
-            let app_name = ctx
-                .resolve::<AppConfig>()
-                .map(|config| config.app_name.clone())
-                .unwrap_or_else(|_| "NestForge WebSockets".to_string());
-            let patterns = ctx.resolve::<WsPatterns>().ok();
-
-            let _ = socket
-                .send(Message::Text(
-                    format!(
-                        "connected:{app_name}; send {{\"kind\":\"message\",\"pattern\":\"app.info\",\"payload\":null,\"metadata\":{{}}}}"
-                    )
-                    .into(),
-                ))
-                .await;
-
-            while let Some(Ok(message)) = socket.recv().await {
-                if matches!(message, Message::Close(_)) {
-                    break;
-                }
-                let Some(patterns) = patterns.as_ref() else {
-                    continue;
-                };
-                match handle_websocket_microservice_message(&ctx, patterns.registry(), message)
-                    .await
-                {
-                    Ok(Some(response)) => {
-                        let _ = socket.send(response).await;
-                    }
-                    Ok(None) => {}
-                    Err(err) => {
-                        let _ = socket
-                            .send(Message::Text(format!("error:{err}").into()))
-                            .await;
-                    }
-                }
-            }
-        })
-    }
-}
-
-/// The same workflow with JSON error frames.
+/// The test patterns behind JSON error frames (`Error::to_message`).
 struct JsonGateway;
 
 impl WebSocketGateway for JsonGateway {
     fn on_connect(&self, ctx: WebSocketContext, mut socket: WebSocket) -> WebSocketFuture {
         Box::pin(async move {
-            let patterns = ctx.resolve::<WsPatterns>().unwrap();
+            let patterns = ctx.resolve::<TestPatterns>().unwrap();
             while let Some(Ok(message)) = socket.recv().await {
-                match handle_websocket_microservice_message(&ctx, patterns.registry(), message)
-                    .await
-                {
+                match handle_websocket_microservice_message(&ctx, &patterns.0, message).await {
                     Ok(Some(reply)) => drop(socket.send(reply).await),
                     Ok(None) => {}
                     Err(err) => drop(socket.send(err.to_message()).await),
@@ -156,7 +91,8 @@ impl WebSocketGateway for JsonGateway {
 
 module! {
     pub struct AppModule {
-        providers: [AppConfig { app_name: "Edge Test".into() }, build_ws_patterns()],
+        imports: [events_gateway::AppModule],
+        providers: [build_test_patterns()],
     }
 }
 
@@ -171,7 +107,7 @@ fn server() -> Server {
 
 const BANNER_FRAME: &str =
     r#"{"kind":"message","pattern":"app.info","payload":null,"metadata":{}}"#;
-const INFO_REPLY: &str = r#"{"pattern":"app.info","payload":{"app_name":"Edge Test","transport":"websocket"},"metadata":{"values":{}}}"#;
+const INFO_REPLY: &str = r#"{"pattern":"app.info","payload":{"app_name":"NestForge WebSockets","transport":"websocket"},"metadata":{"values":{}}}"#;
 
 // ---- the four checks of NestForge's workflow page -----------------------------------------
 
@@ -196,7 +132,7 @@ fn workflow_upgrade_banner_dispatch_reply() {
     assert_eq!(op, 1);
     assert_eq!(
         String::from_utf8(banner).unwrap(),
-        format!("connected:Edge Test; send {BANNER_FRAME}")
+        format!("connected:NestForge WebSockets; send {BANNER_FRAME}")
     );
     // 3. the frame the banner suggests, verbatim, reaches the registry; 4. a reply returns
     s.write_all(&frame(true, 1, BANNER_FRAME.as_bytes()))
@@ -223,7 +159,7 @@ fn nestforge_wire_fixtures_both_directions() {
             // NestForge's own frame shape (values sorted in the echo)
             (
                 r#"{"kind":"message","pattern":"app.info","payload":null,"metadata":{"values":{"z":"1","a":"2"}}}"#,
-                r#"{"pattern":"app.info","payload":{"app_name":"Edge Test","transport":"websocket"},"metadata":{"values":{"a":"2","z":"1"}}}"#,
+                r#"{"pattern":"app.info","payload":{"app_name":"NestForge WebSockets","transport":"websocket"},"metadata":{"values":{"a":"2","z":"1"}}}"#,
             ),
             (
                 r#"{"kind":"message","pattern":"app.info","payload":null}"#,
@@ -232,18 +168,10 @@ fn nestforge_wire_fixtures_both_directions() {
             // metadata null, payload absent, numeric and string ids
             (
                 r#"{"kind":"message","pattern":"app.info","metadata":null,"id":7}"#,
-                r#"{"id":7,"pattern":"app.info","payload":{"app_name":"Edge Test","transport":"websocket"},"metadata":{"values":{}}}"#,
-            ),
-            (
-                r#"{"id":"r-1","kind":"message","pattern":"app.greet","payload":{"name":"edge"}}"#,
-                r#"{"id":"r-1","pattern":"app.greet","payload":{"greeting":"hello edge"},"metadata":{"values":{}}}"#,
+                r#"{"id":7,"pattern":"app.info","payload":{"app_name":"NestForge WebSockets","transport":"websocket"},"metadata":{"values":{}}}"#,
             ),
             // serde's positional form, as NestForge accepts it
             (r#"["message","app.info",null]"#, INFO_REPLY),
-            (
-                r#"{"kind":"message","pattern":"app.context","payload":null,"metadata":{"values":{"trace":"t1"}}}"#,
-                r#"{"pattern":"app.context","payload":{"connection":true,"pattern":"app.context","request_id_prefix":true,"trace":"t1"},"metadata":{"values":{"trace":"t1"}}}"#,
-            ),
         ];
         for (request, reply) in cases {
             send_text(&mut ws, request).await;
@@ -257,7 +185,6 @@ fn nestforge_wire_fixtures_both_directions() {
         .unwrap();
         assert_eq!(next_text(&mut ws).await, INFO_REPLY);
         // an event gets no reply: the next frame is the following message's reply
-        let before = PINGS.load(Ordering::SeqCst);
         send_text(
             &mut ws,
             r#"{"kind":"event","pattern":"app.ping","payload":{"x":1}}"#,
@@ -265,6 +192,31 @@ fn nestforge_wire_fixtures_both_directions() {
         .await;
         send_text(&mut ws, BANNER_FRAME).await;
         assert_eq!(next_text(&mut ws).await, INFO_REPLY);
+        // Typed payloads and replies, what a handler's context carries, events reaching
+        // their handler: the test patterns.
+        let mut ws = connect(running.addr, "/json").await;
+        let cases = [
+            (
+                r#"{"id":"r-1","kind":"message","pattern":"app.greet","payload":{"name":"edge"}}"#,
+                r#"{"id":"r-1","pattern":"app.greet","payload":{"greeting":"hello edge"},"metadata":{"values":{}}}"#,
+            ),
+            (
+                r#"{"kind":"message","pattern":"app.context","payload":null,"metadata":{"values":{"trace":"t1"}}}"#,
+                r#"{"pattern":"app.context","payload":{"connection":true,"pattern":"app.context","request_id_prefix":true,"trace":"t1"},"metadata":{"values":{"trace":"t1"}}}"#,
+            ),
+        ];
+        for (request, reply) in cases {
+            send_text(&mut ws, request).await;
+            assert_eq!(next_text(&mut ws).await, reply, "{request}");
+        }
+        let before = PINGS.load(Ordering::SeqCst);
+        send_text(
+            &mut ws,
+            r#"{"kind":"event","pattern":"app.ping","payload":{"x":1}}"#,
+        )
+        .await;
+        send_text(&mut ws, cases[0].0).await;
+        assert_eq!(next_text(&mut ws).await, cases[0].1);
         assert!(PINGS.load(Ordering::SeqCst) > before);
     }));
 }
@@ -280,8 +232,6 @@ fn nestforge_error_texts() {
             (r#"{"kind":"event","pattern":"nope","payload":null}"#, "error:No event handler registered for `nope`"),
             (r#"{"kind":"event","pattern":"app.info","payload":null}"#, "error:No event handler registered for `app.info`"),
             (r#"{"kind":"message","pattern":"app.info","payload":{}}"#, "error:Failed to deserialize message payload"),
-            (r#"{"kind":"message","pattern":"app.boom","payload":null}"#, "error:boom"),
-            (r#"{"kind":"message","pattern":"app.missing","payload":null}"#, "error:Type not registered: gateway::Missing"),
             ("hello", "error:expected value at line 1 column 1"),
             ("", "error:EOF while parsing a value at line 1 column 0"),
             (r#"{"kind":"Message","pattern":"p","payload":null}"#, "error:unknown variant `Message`, expected `message` or `event` at line 1 column 17"),
@@ -368,8 +318,8 @@ fn requests_with_ids_get_matchable_error_frames_from_the_nestforge_gateway() {
                 r#"{"id":"e-1","pattern":"nope","error":{"code":"unknown_pattern","message":"No event handler registered for `nope`"}}"#,
             ),
             (
-                r#"{"kind":"message","pattern":"app.boom","id":8}"#,
-                r#"{"id":8,"pattern":"app.boom","error":{"code":"handler_error","message":"boom"}}"#,
+                r#"{"kind":"message","pattern":"app.info","payload":1,"id":8}"#,
+                r#"{"id":8,"pattern":"app.info","error":{"code":"bad_payload","message":"Failed to deserialize message payload","detail":"invalid type: integer `1`, expected unit at line 1 column 1"}}"#,
             ),
             // A frame that does not decode, but whose id can be read.
             (
@@ -435,15 +385,29 @@ fn the_error_observer_sees_every_failure() {
 #[test]
 fn dispatch_errors_are_matchable() {
     let providers = AppModule::providers().unwrap();
-    let patterns = providers.resolve::<WsPatterns>().unwrap();
+    let patterns = providers.resolve::<TestPatterns>().unwrap();
     let ctx = WebSocketContext::detached(providers);
     let run = |text: &str| {
         futures_lite::future::block_on(handle_websocket_microservice_message(
             &ctx,
-            patterns.registry(),
+            &patterns.0,
             Message::Text(text.into()),
         ))
     };
+    // What the NestForge gateway sends for a handler's error, and for a provider missing.
+    for (request, text) in [
+        (
+            r#"{"kind":"message","pattern":"app.boom","payload":null}"#,
+            "error:boom",
+        ),
+        (
+            r#"{"kind":"message","pattern":"app.missing","payload":null}"#,
+            "error:Type not registered: gateway::Missing",
+        ),
+    ] {
+        let err = run(request).unwrap_err();
+        assert_eq!(format!("error:{err}"), text);
+    }
     // Without an id: the error, matchable by variant and code.
     let err = run(r#"{"kind":"event","pattern":"x"}"#).unwrap_err();
     assert!(
@@ -468,7 +432,7 @@ fn dispatch_errors_are_matchable() {
     ] {
         let reply = futures_lite::future::block_on(handle_websocket_microservice_message(
             &ctx,
-            patterns.registry(),
+            &patterns.0,
             frame,
         ));
         assert!(matches!(reply, Ok(None)));
@@ -558,7 +522,8 @@ fn endpoints_are_normalised_and_unique() {
 
 #[test]
 fn failing_provider_fails_create() {
-    fn load() -> Result<AppConfig, std::io::Error> {
+    struct LocalConfig;
+    fn load() -> Result<LocalConfig, std::io::Error> {
         Err(std::io::Error::other("no config file"))
     }
     struct Failing;
@@ -572,7 +537,7 @@ fn failing_provider_fails_create() {
     assert!(matches!(err, Error::Provider { .. }));
     assert_eq!(
         format!("{err:#}"),
-        "Failed to construct provider gateway::AppConfig: no config file"
+        "Failed to construct provider gateway::failing_provider_fails_create::LocalConfig: no config file"
     );
 
     struct Twice;
@@ -693,7 +658,9 @@ fn serves_any_async_stream() {
         let (mut ws, _) = async_tungstenite::client_async("ws://local/ws", client_side)
             .await
             .unwrap();
-        assert!(next_text(&mut ws).await.starts_with("connected:Edge Test"));
+        assert!(next_text(&mut ws)
+            .await
+            .starts_with("connected:NestForge WebSockets"));
         ws.send(ClientMessage::Text(BANNER_FRAME.into()))
             .await
             .unwrap();
@@ -742,7 +709,7 @@ fn python_websockets_client_runs_the_workflow() {
             "python3",
             script,
             &format!("ws://{}", running.addr),
-            "Edge Test",
+            "NestForge WebSockets",
         ])
         .output()
         .unwrap();

@@ -21,22 +21,6 @@ use serde::Deserialize;
 
 // ---- the app: echo, a pattern registry, a panicking gateway -------------------------------
 
-/// Echoes text and binary messages.
-struct Echo;
-
-impl WebSocketGateway for Echo {
-    fn on_connect(&self, _ctx: WebSocketContext, mut socket: WebSocket) -> WebSocketFuture {
-        Box::pin(async move {
-            while let Some(Ok(message)) = socket.recv().await {
-                if (message.is_text() || message.is_binary()) && socket.send(message).await.is_err()
-                {
-                    break;
-                }
-            }
-        })
-    }
-}
-
 /// NestForge's events gateway loop: dispatch every frame, answer failures with the JSON
 /// error frame.
 struct Rpc(MicroserviceRegistry);

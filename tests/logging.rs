@@ -29,13 +29,6 @@ impl log::Log for Capture {
     fn flush(&self) {}
 }
 
-struct Echo;
-impl WebSocketGateway for Echo {
-    fn on_connect(&self, _: WebSocketContext, mut socket: WebSocket) -> WebSocketFuture {
-        Box::pin(async move { while let Some(Ok(_)) = socket.recv().await {} })
-    }
-}
-
 module! { struct AppModule { providers: [] } }
 
 #[test]

@@ -22,21 +22,12 @@ pub const RPC_PATH: &str = "/rpc";
 /// Echo with `WebSocketConfig::default()` (16 KiB frames, 64 KiB messages).
 pub const DEFAULT_ECHO_PATH: &str = "/ws";
 
-/// Echoes text and binary messages (as `examples/echo.rs`).
-struct Echo;
+#[allow(dead_code)] // its `main`
+#[path = "../../examples/echo.rs"]
+mod echo_example;
 
-impl WebSocketGateway for Echo {
-    fn on_connect(&self, _ctx: WebSocketContext, mut socket: WebSocket) -> WebSocketFuture {
-        Box::pin(async move {
-            while let Some(Ok(message)) = socket.recv().await {
-                if (message.is_text() || message.is_binary()) && socket.send(message).await.is_err()
-                {
-                    break;
-                }
-            }
-        })
-    }
-}
+/// Echoes text and binary messages: `examples/echo.rs`'s gateway.
+use echo_example::Echo;
 
 /// Forwards every frame to the pattern registry (as `examples/events_gateway.rs`).
 struct Dispatch;

@@ -21,7 +21,7 @@ pub(super) fn reserve_descriptors(_listener: &TcpListener, _connections: usize) 
 
 /// No listener of an own loop here: never made.
 #[derive(Debug)]
-pub(super) enum OwnListener {}
+pub(crate) enum OwnListener {}
 
 impl OwnListener {
     pub(super) fn on_current_loop(listener: TcpListener) -> Result<io::Result<Self>, TcpListener> {

@@ -16,6 +16,14 @@ use nestforge_edge::{Server, ShutdownHandle};
 
 pub type Client = WebSocketStream<smol::net::TcpStream>;
 
+#[allow(dead_code)] // its `main`
+#[path = "../../examples/echo.rs"]
+mod echo_example;
+
+/// The echo gateway of `examples/echo.rs`: every text and binary message back.
+#[allow(unused_imports)] // each test file uses a different subset
+pub use echo_example::Echo;
+
 /// How many times slower than native this run is allowed to be: `NESTFORGE_TEST_TIME_SCALE`
 /// (a positive integer, default 1). `.ci/cross` sets it when the tests run under qemu-user.
 pub fn time_scale() -> u32 {
@@ -87,9 +95,26 @@ pub fn spawn(server: Server) -> Running {
     let smol = std::env::var("NESTFORGE_EDGE_TEST_EXECUTOR").is_ok_and(|v| v == "smol");
     let thread = std::thread::spawn(move || {
         if smol {
-            smol::block_on(s.serve(listener)).unwrap()
+            smol::block_on(async {
+                assert!(
+                    !nestforge_edge::on_own_loop(),
+                    "serving on async-io's reactor"
+                );
+                s.serve(listener).await
+            })
+            .unwrap()
         } else {
-            nestforge_edge::block_on(s.serve(listener)).unwrap()
+            nestforge_edge::block_on(async {
+                // Where the platform has the own loop, its sockets are registered with it.
+                let own = cfg!(any(target_os = "linux", target_os = "android"));
+                assert_eq!(
+                    nestforge_edge::on_own_loop(),
+                    own,
+                    "serving on the own loop"
+                );
+                s.serve(listener).await
+            })
+            .unwrap()
         }
     });
     Running {
