@@ -38,8 +38,8 @@ pub(crate) use async_io::Timer;
 /// platform has one (epoll: Linux, Android), `async_io::block_on` elsewhere.
 ///
 /// [`Server::serve`](crate::Server::serve) runs under any executor; under this one its
-/// sockets skip async-io's reactor (the fastest way to serve: BENCHMARKS.md, "The run
-/// loop"). Other
+/// sockets skip async-io's reactor (the fastest way to serve:
+/// BENCHMARKS.md#the-run-loop). Other
 /// futures work inside it as under `smol::block_on` (async-io's sources and timers wake it
 /// from async-io's thread). A connection's socket handed to another thread keeps working
 /// while this loop runs; once it has returned, an operation on such a socket that would

@@ -22,7 +22,7 @@ type Task<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 /// collects I/O events itself. With longer turns (hundreds of ready connections) async-io's
 /// helper thread, which takes over the reactor when it sees no reactor turn for 50 µs,
 /// becomes the one waiting for events, and every batch of them a hand-off between two
-/// threads (BENCHMARKS.md, 2026-12-01). Much shorter turns cost a reactor turn (five
+/// threads (BENCHMARKS.md#the-run-loop). Much shorter turns cost a reactor turn (five
 /// syscalls) per few messages.
 const TURN: Duration = Duration::from_micros(200);
 

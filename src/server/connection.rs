@@ -37,7 +37,7 @@ impl Server {
             Err(Some(Rejection::new(408, "handshake timeout")))
         };
         // Boxed, like the closing below: a connection's future then holds only what a live
-        // connection needs (see "Memory per connection" in BENCHMARKS.md).
+        // connection needs (BENCHMARKS.md#memory-per-connection).
         let accepted = or(Box::pin(shared.handshake(&mut io, peer)), Box::pin(timeout)).await;
         let (mount, ctx, read_ahead) = match accepted {
             Ok(accepted) => accepted,

@@ -40,7 +40,7 @@ pub(crate) struct Mount {
 /// `smol::block_on`, `futures_lite::future::block_on` or a task on a caller's
 /// `LocalExecutor` all work. Under the crate's own `block_on` (Linux, Android) its sockets
 /// are registered once in that loop's epoll instead of async-io's reactor: fewer syscalls
-/// per message (BENCHMARKS.md).
+/// per message (BENCHMARKS.md#syscalls-per-message).
 #[derive(Clone)]
 pub struct Server {
     shared: Arc<Shared>,

@@ -10,10 +10,10 @@ use std::os::fd::AsRawFd;
 /// Linux grows the table by doubling when a descriptor number does not fit, and in a
 /// process with more than one thread (async-io's, a signal thread) it then waits for an RCU
 /// grace period: milliseconds inside the `accept4` that crosses 256, 512, 1,024 ...
-/// descriptors, while every connection of the serving thread waits too (BENCHMARKS.md, "The
-/// run loop"). Done here, the wait is paid once, before the first client. The table is
-/// rounded up to a power of two, 8 bytes of kernel memory per entry (and shared by every
-/// `serve` call of the process).
+/// descriptors, while every connection of the serving thread waits too
+/// (BENCHMARKS.md#handshakes). Done here, the wait is paid once, before the first client.
+/// The table is rounded up to a power of two, 8 bytes of kernel memory per entry (and shared
+/// by every `serve` call of the process).
 pub(crate) fn reserve_descriptors(listener: &TcpListener, connections: usize) {
     const MOST: i32 = (1 << 16) - 1; // a table of 65,536
     let room = connections.min(MOST as usize) as i32;

@@ -26,7 +26,7 @@ const WAKE: u64 = u64::MAX;
 
 /// Events taken per `epoll_wait` (more are left for the next one): 12-16 KiB of buffer. At
 /// 10,000 connections 1,024 kept up with fastwebsockets where 256 did not
-/// (BENCHMARKS.md, [the run loop](../../BENCHMARKS.md#the-run-loop)).
+/// (BENCHMARKS.md#the-run-loop).
 const EVENTS: usize = 1024;
 
 /// An epoll instance and the sources registered in it, on the loop's thread.

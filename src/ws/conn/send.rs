@@ -20,7 +20,7 @@ use crate::ws::Popped;
 
 /// Replies held back for a frame still arriving stop at this many bytes: a larger write
 /// saves no syscalls worth having, and delays the first reply by a whole read of the next
-/// large frame (BENCHMARKS.md, "Replies held for a frame on its way").
+/// large frame (BENCHMARKS.md#replies-held-for-a-frame-on-its-way).
 pub(super) const HOLD_BACK: usize = 64 * 1024;
 
 /// One send in progress: the message not yet in the write buffer and the `send_timeout`
