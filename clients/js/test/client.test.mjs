@@ -57,9 +57,12 @@ describe('the ws package as options.WebSocket', { skip: !ws && 'ws not installed
   }
 });
 
-describe('Node only', () => {
+// Node's own WebSocket where there is one (Node >= 22), else the ws package's.
+const Socket = globalThis.WebSocket ?? ws;
+
+describe('Node only', { skip: !Socket && 'no WebSocket' }, () => {
   test('an invalid URL throws at connect()', () => {
-    assert.throws(() => connect('not a url'), { name: 'SyntaxError' });
+    assert.throws(() => connect('not a url', { WebSocket: Socket }), { name: 'SyntaxError' });
   });
 
   test('without a WebSocket constructor connect() throws a TypeError', () => {
@@ -84,7 +87,7 @@ describe('Node only', () => {
   });
 
   test('a throwing push handler is reported asynchronously and the others still run', async () => {
-    const client = connect(env.push);
+    const client = connect(env.push, { WebSocket: Socket });
     try {
       const calls = [];
       client.on('boom', () => {
@@ -115,7 +118,7 @@ describe('Node only', () => {
     for (const signal of ['SIGINT', 'SIGTERM']) {
       for (const name of ['events_gateway', 'push_gateway']) {
         const gateway = await Gateway.start(name);
-        const client = connect(gateway.url);
+        const client = connect(gateway.url, { WebSocket: Socket });
         await client.ready;
         const closed = new Promise((resolve) => client.addEventListener('close', resolve, { once: true }));
         assert.equal(await gateway.stop(signal), 0, `${name} on ${signal}`);
