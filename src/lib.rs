@@ -53,6 +53,30 @@
 //! async-io's in both cases: async-io's own thread drives them, and under [`block_on`]
 //! their wake-ups reach the loop through an eventfd that its epoll set watches.
 //!
+//! # Limits and defaults
+//! Every limit is a setter of [`WebSocketConfig`] (per gateway) or [`ServerConfig`]
+//! (server), whose documentation gives its default.
+//!
+//! | setting | default | beyond it |
+//! |---|---|---|
+//! | `max_head_size` / `max_headers` (server) | 8 KiB / 32 | `431` |
+//! | `handshake_timeout` (server) | 5 s for head, guard and `101` | `408` |
+//! | `max_connections` (server) | 64 open | `503`, before the upgrade |
+//! | `shutdown_timeout` (server) | 5 s | remaining connections dropped |
+//! | `max_frame_size` / `max_message_size` | 16 KiB (checked on the header) / 64 KiB | Close `1009` |
+//! | `read_buffer_size` / `max_write_buffer_size` | 4 KiB per read (none held idle) / 64 KiB (+ one frame) | own buffer above / `send` waits |
+//! | `send_timeout` | 5 s for a peer that does not read | dropped, counted as `1008` |
+//! | `outbound_queue` | 16 pushed messages | `overflow`: Close `1008` or `Drop` |
+//! | `ping_interval` / `idle_timeout` / `close_timeout` | 20 s / 45 s / 2 s | Close `1001` / socket dropped |
+//! | `fairness_budget` | 32 messages in a row | yields to the other connections |
+//! | `allowed_origins` / `protocols` | none / none | `403` / first common one |
+//!
+//! Close codes: `1000` normal (also when `on_connect` returns), `1001` going away
+//! (shutdown, idle), `1002` protocol violation (unmasked client frame, reserved bits,
+//! unknown opcode, bad control frame or continuation), `1007` invalid UTF-8, `1008` slow
+//! consumer, `1009` too big, `1011` the gateway panicked. The close frame is flushed before
+//! the socket is half-closed.
+//!
 //! # Features
 //! - `log` (off by default): connection-level logs through the `log` facade (connect,
 //!   disconnect with code and duration, rejected upgrades, limit hits). Without it the

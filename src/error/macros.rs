@@ -4,7 +4,7 @@
 /// `bail!("text")`, `bail!("fmt {x}")`, `bail!(error_value)` (feature `anyhow`).
 ///
 /// anyhow's own `bail!` returns an `anyhow::Error` unconverted, which a handler (returning
-/// [`HandlerError`]) cannot; this one converts it. In functions that return
+/// [`HandlerError`](crate::HandlerError)) cannot; this one converts it. In functions that return
 /// `anyhow::Result` keep anyhow's: their errors reach handlers through `?`.
 ///
 /// # Examples

@@ -83,7 +83,7 @@ impl MicroserviceRegistryBuilder {
     }
 
     /// Calls `observer` with every failure of a frame dispatched through
-    /// [`handle_websocket_microservice_message`] (or [`serve_patterns`](crate::serve_patterns)),
+    /// [`handle_websocket_microservice_message`](crate::handle_websocket_microservice_message) (or [`serve_patterns`](crate::serve_patterns)),
     /// before it is returned or answered: the one place that sees them all, including the
     /// failures of requests with an `id`, which are answered with an error frame (`Ok`) rather
     /// than returned as `Err`. For logging and metrics; it runs on the connection's task, so

@@ -159,7 +159,7 @@ impl MicroserviceRegistry {
 ///   error frame with [`Error::to_message`].
 ///
 /// Every failure, answered or returned, is first shown to the registry's
-/// [`on_error`](MicroserviceRegistryBuilder::on_error) observer (and logged at `debug` with
+/// [`on_error`](crate::MicroserviceRegistryBuilder::on_error) observer (and logged at `debug` with
 /// the feature `log`): a gateway that logs its `Err` arm sees the failures of requests
 /// without `id` there, and all of them through the observer.
 ///
