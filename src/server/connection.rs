@@ -117,7 +117,7 @@ struct OpenGuard<'a>(&'a Shared);
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
         if self.0.stats.open.sub(1) == 1 {
-            self.0.drained.notify(usize::MAX);
+            self.0.all_closed.notify(usize::MAX);
         }
     }
 }

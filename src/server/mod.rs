@@ -53,7 +53,8 @@ struct Shared {
     stats: Arc<Stats>,
     next_id: Counter,
     signal: Arc<Signal>,
-    drained: Event,
+    /// Notified when the last open connection closes.
+    all_closed: Event,
 }
 
 impl Server {
@@ -66,7 +67,7 @@ impl Server {
                 stats: Arc::default(),
                 next_id: Counter::new(1),
                 signal: Arc::default(),
-                drained: Event::new(),
+                all_closed: Event::new(),
             }),
         }
     }
@@ -128,16 +129,16 @@ impl Server {
         });
         let main = async {
             accepting.await;
-            let drained = async {
+            let all_closed = async {
                 loop {
-                    let listener = self.shared.drained.listen();
+                    let listener = self.shared.all_closed.listen();
                     if self.shared.stats.open.get() == 0 {
                         break;
                     }
                     listener.await;
                 }
             };
-            or(drained, async {
+            or(all_closed, async {
                 Timer::after(self.shared.config.shutdown_timeout).await;
             })
             .await;
