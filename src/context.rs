@@ -1,12 +1,14 @@
 //! What a connection and a handler can see: providers, ids, the upgrade request.
 
+use std::any::TypeId;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::error::Result;
-use crate::providers::Providers;
+use crate::providers::{Instance, Providers, Scope};
+use crate::rt::sync::lock;
 use crate::wire::TransportMetadata;
 use crate::ws::{AuthIdentity, Headers};
 
@@ -61,10 +63,42 @@ pub struct WebSocketContext {
 }
 
 struct ContextInner {
+    /// The providers, resolving in this context's request scope.
     providers: Providers,
     connection_id: u64,
     request_id: RequestId,
     handshake: Handshake,
+    /// The instances of request-scoped providers made in this scope.
+    made: Mutex<Vec<(TypeId, Instance)>>,
+}
+
+/// A context is a request scope: its request id and identity resolve as providers, and
+/// request-scoped providers are made once in it.
+impl Scope for ContextInner {
+    fn own(&self, id: TypeId) -> Option<Instance> {
+        if id == TypeId::of::<RequestId>() {
+            return Some(Arc::new(self.request_id.clone()));
+        }
+        if id == TypeId::of::<AuthIdentity>() {
+            let identity = self.handshake.identity.clone()?;
+            return Some(Arc::new(identity));
+        }
+        None
+    }
+
+    fn made(&self, id: TypeId) -> Option<Instance> {
+        let made = lock(&self.made);
+        made.iter().find(|m| m.0 == id).map(|m| Arc::clone(&m.1))
+    }
+
+    fn keep(&self, id: TypeId, instance: Instance) -> Instance {
+        let mut made = lock(&self.made);
+        if let Some(first) = made.iter().find(|m| m.0 == id) {
+            return Arc::clone(&first.1);
+        }
+        made.push((id, Arc::clone(&instance)));
+        instance
+    }
 }
 
 /// What a context knows of its upgrade request and of who made it.
@@ -99,14 +133,17 @@ impl WebSocketContext {
         request_id: RequestId,
         handshake: Handshake,
     ) -> Self {
-        WebSocketContext {
-            inner: Arc::new(ContextInner {
-                providers,
+        let inner = Arc::new_cyclic(|scope: &Weak<ContextInner>| {
+            let scope: Weak<dyn Scope> = scope.clone();
+            ContextInner {
+                providers: providers.scoped(scope),
                 connection_id,
                 request_id,
                 handshake,
-            }),
-        }
+                made: Mutex::default(),
+            }
+        });
+        WebSocketContext { inner }
     }
 
     /// A context outside any connection, over `providers` (for tests and tools).
@@ -119,12 +156,15 @@ impl WebSocketContext {
         )
     }
 
-    /// The provider of type `T` (`Type not registered: <type name>` otherwise).
+    /// The provider of type `T` (`Type not registered: <type name>` otherwise): a
+    /// singleton, this connection's instance of a request-scoped provider (the same for
+    /// the whole connection), a new instance of a transient one; the connection's
+    /// [`RequestId`] and, when the guard set one, its [`AuthIdentity`].
     pub fn resolve<T: Send + Sync + 'static>(&self) -> Result<Arc<T>> {
-        self.inner.providers.resolve::<T>()
+        self.inner.providers.resolve_with(&*self.inner)
     }
 
-    /// All providers.
+    /// All providers, resolving in this connection's request scope.
     pub fn providers(&self) -> &Providers {
         &self.inner.providers
     }

@@ -1,16 +1,19 @@
 //! `NestForgeFactory`: builds the providers from the app module and mounts gateways.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::net::TcpListener;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gateway::WebSocketGateway;
-use crate::providers::{Module, Providers};
+use crate::providers::{Lifecycle, Module, Phase, Providers, ProvidersBuilder};
 use crate::push::Connections;
 use crate::server::ServerConfig;
 use crate::server::{Mount, Server};
+use crate::spawner::Spawner;
 use crate::ws::WebSocketConfig;
 
 /// Bootstraps an application (NestForge's `NestForgeFactory`): providers from the module
@@ -35,27 +38,46 @@ use crate::ws::WebSocketConfig;
 /// ```
 pub struct NestForgeFactory<M> {
     providers: Providers,
+    lifecycle: Lifecycle,
     mounts: Vec<Mount>,
     config: ServerConfig,
+    tasks: Vec<StartTask>,
     module: PhantomData<fn() -> M>,
 }
 
+/// A task given to [`NestForgeFactory::with_task`], started on the serving thread.
+pub(crate) type StartTask = Box<dyn FnOnce(Providers) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
 impl<M: Module + 'static> NestForgeFactory<M> {
-    /// Runs the module's provider registrations (constructors may fail), adds the
-    /// [`Connections`] registry, and freezes them.
+    /// Builds the application: the [`Connections`] registry and the [`Spawner`] (unless a
+    /// module provides its own), then the module's providers (imports first; constructors
+    /// and factories may fail), frozen; then runs the modules' `on_module_init` hooks.
     pub fn create() -> Result<Self> {
-        let mut providers = Providers::builder();
-        providers.import::<M>()?;
-        if !providers.contains::<Connections>() {
-            providers.provide(Connections::default())?;
-        }
+        let (providers, lifecycle) = application::<M>(|_| Ok(()))?;
         Ok(NestForgeFactory {
-            providers: providers.build(),
+            providers,
+            lifecycle,
             mounts: Vec::new(),
             config: ServerConfig::default(),
+            tasks: Vec::new(),
             module: PhantomData,
         })
     }
+}
+
+/// The providers of module `M` after `first` (a test's overrides) and the built-in ones,
+/// frozen, its `on_module_init` hooks run.
+pub(crate) fn application<M: Module + 'static>(
+    first: impl FnOnce(&mut ProvidersBuilder) -> Result<()>,
+) -> Result<(Providers, Lifecycle)> {
+    let mut builder = Providers::builder();
+    first(&mut builder)?;
+    builder.provide_default(Connections::default())?;
+    builder.provide_default(Spawner::default())?;
+    builder.import::<M>()?;
+    let (providers, lifecycle) = builder.finish();
+    lifecycle.run(Phase::ModuleInit, &providers)?;
+    Ok((providers, lifecycle))
 }
 
 impl<M> NestForgeFactory<M> {
@@ -74,6 +96,44 @@ impl<M> NestForgeFactory<M> {
             gateway: Arc::new(gateway),
             config: Arc::new(config),
         });
+        self
+    }
+
+    /// Runs the future `task` makes from the providers on the serving thread, beside the
+    /// connections, while the server serves: started when serving starts, dropped when
+    /// `serve` returns after the graceful shutdown. It is polled only when its own waker
+    /// fires, so it costs the connections nothing per message. For work started later, or
+    /// from a handler or a hook, see [`Spawner`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use nestforge_edge::prelude::*;
+    /// # module! { struct AppModule { providers: [] } }
+    /// # let gateway = |_: WebSocketContext, _: WebSocket| async {};
+    ///
+    /// nestforge_edge::block_on(async {
+    ///     NestForgeFactory::<AppModule>::create()?
+    ///         .with_websocket_gateway(gateway)
+    ///         .with_task(|providers| async move {
+    ///             let Ok(connections) = providers.resolve::<Connections>() else { return };
+    ///             loop {
+    ///                 async_io::Timer::after(Duration::from_secs(1)).await;
+    ///                 let _ = connections.emit_to_all("tick", &());
+    ///             }
+    ///         })
+    ///         .listen(3002)
+    ///         .await
+    /// })?;
+    /// # Ok::<(), nestforge_edge::Error>(())
+    /// ```
+    pub fn with_task<F, Fut>(mut self, task: F) -> Self
+    where
+        F: FnOnce(Providers) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        self.tasks
+            .push(Box::new(move |providers| Box::pin(task(providers))));
         self
     }
 
@@ -118,7 +178,13 @@ impl<M> NestForgeFactory<M> {
                 });
             }
         }
-        Ok(Server::new(self.providers, self.mounts, self.config))
+        Ok(Server::new(
+            self.providers,
+            self.lifecycle,
+            self.mounts,
+            self.config,
+            self.tasks,
+        ))
     }
 
     /// Binds `host:port` (host from [`ServerConfig::host`], `127.0.0.1` by default) and
@@ -143,6 +209,7 @@ impl<M> fmt::Debug for NestForgeFactory<M> {
                     .collect::<Vec<_>>(),
             )
             .field("config", &self.config)
+            .field("tasks", &self.tasks.len())
             .finish()
     }
 }

@@ -110,7 +110,10 @@ mod pattern_loop;
 mod providers;
 mod push;
 mod registry;
+mod schedule;
 mod server;
+mod spawner;
+mod testing;
 mod wire;
 
 // The sans-I/O upgrade (parser, checks, response writers): public for the fuzz targets and
@@ -120,14 +123,24 @@ pub use ws::upgrade;
 
 pub use context::{MicroserviceContext, RequestId, WebSocketContext};
 pub use envelope::{EventEnvelope, MessageEnvelope};
-#[doc(hidden)]
-pub use error::__private;
 pub use error::{Error, ErrorCode, HandlerError, Request, Result};
 pub use factory::NestForgeFactory;
 pub use gateway::{WebSocketFuture, WebSocketGateway};
 pub use microservice_client::{InProcessMicroserviceClient, MicroserviceClient};
 pub use pattern_loop::serve_patterns;
-pub use providers::{Module, Providers, ProvidersBuilder};
+pub use providers::{LifecycleHook, Module, Provider, Providers, ProvidersBuilder};
+
+/// NestForge's name for [`Providers`] (its hooks and factories take `&Container`).
+pub type Container = Providers;
+
+/// What the exported macros refer to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(feature = "anyhow")]
+    pub use anyhow;
+
+    pub use crate::providers::private::*;
+}
 pub use push::{Broadcast, Connections};
 pub use registry::{
     handle_websocket_microservice_message, MicroserviceRegistry, MicroserviceRegistryBuilder,
@@ -135,7 +148,13 @@ pub use registry::{
 pub use rt::block_on;
 #[doc(hidden)]
 pub use rt::on_own_loop;
+pub use schedule::{
+    shutdown_schedules, start_schedules, JobKind, ScheduleRegistry, ScheduleRegistryBuilder,
+    ScheduledJob,
+};
 pub use server::{Server, ServerConfig, ShutdownHandle};
+pub use spawner::Spawner;
+pub use testing::{TestFactory, TestingModule};
 pub use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
 pub use tungstenite::{Bytes, Message};
 pub use wire::{event_frame, Kind, RequestFrame, TransportMetadata};

@@ -137,7 +137,7 @@ impl Error {
             Error::BadPayload { source, .. }
             | Error::EncodePayload { source, .. }
             | Error::DecodeReply { source, .. } => Some(source),
-            Error::Provider { source, .. } => Some(&**source),
+            Error::Provider { source, .. } | Error::Lifecycle { source, .. } => Some(&**source),
             #[cfg(feature = "mqtt")]
             Error::Remote {
                 detail: Some(detail),

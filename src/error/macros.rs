@@ -60,10 +60,3 @@ macro_rules! ensure {
         }
     };
 }
-
-/// What the exported macros refer to; not part of the API.
-#[doc(hidden)]
-pub mod __private {
-    #[cfg(feature = "anyhow")]
-    pub use anyhow;
-}

@@ -11,8 +11,6 @@ use serde_json::value::RawValue;
 use crate::wire::Kind;
 
 pub use code::ErrorCode;
-#[doc(hidden)]
-pub use macros::__private;
 
 /// What a message or event handler may fail with.
 ///
@@ -145,6 +143,36 @@ pub enum Error {
         /// The pattern.
         pattern: String,
     },
+    /// A request-scoped provider was resolved outside a request scope (from the root
+    /// providers, in a singleton factory or a lifecycle hook, rather than from a
+    /// connection's context).
+    RequestScopeRequired {
+        /// The provider's type.
+        type_name: &'static str,
+    },
+    /// Modules import each other in a loop.
+    ImportCycle {
+        /// The modules on the loop, `A -> B -> A`.
+        path: String,
+    },
+    /// A module exports a type that no module provides.
+    MissingExport {
+        /// The exporting module.
+        module: &'static str,
+        /// The exported type.
+        type_name: &'static str,
+    },
+    /// A module lifecycle hook failed.
+    Lifecycle {
+        /// The hook's module.
+        module: &'static str,
+        /// The hook's name.
+        hook: &'static str,
+        /// The lifecycle event (`on_module_init`, ...).
+        phase: &'static str,
+        /// What the hook returned.
+        source: HandlerError,
+    },
     /// Two gateways were mounted on the same endpoint.
     DuplicateEndpoint {
         /// The endpoint.
@@ -233,6 +261,21 @@ impl fmt::Display for Error {
                 "Pattern `{pattern}` is already registered as a {} handler",
                 kind.as_str()
             )?,
+            Error::RequestScopeRequired { type_name } => write!(
+                f,
+                "Type {type_name} is request-scoped: resolve it from a connection's context"
+            )?,
+            Error::ImportCycle { path } => write!(f, "Detected module import cycle: {path}")?,
+            Error::MissingExport { module, type_name } => write!(
+                f,
+                "Module `{module}` exports {type_name}, which no module provides"
+            )?,
+            Error::Lifecycle {
+                module,
+                hook,
+                phase,
+                ..
+            } => write!(f, "{phase} hook `{hook}` of module `{module}` failed")?,
             Error::DuplicateEndpoint { endpoint } => {
                 write!(f, "Two gateways are mounted on `{endpoint}`")?
             }
@@ -279,7 +322,9 @@ impl std::error::Error for Error {
             Error::Serialize { source, .. }
             | Error::EncodePayload { source, .. }
             | Error::DecodeReply { source, .. } => Some(source),
-            Error::Handler { source, .. } | Error::Provider { source, .. } => Some(&**source),
+            Error::Handler { source, .. }
+            | Error::Provider { source, .. }
+            | Error::Lifecycle { source, .. } => Some(&**source),
             Error::Push(e) => Some(e),
             Error::WebSocket(e) => Some(e),
             Error::Io(e) => Some(e),

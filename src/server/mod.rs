@@ -9,11 +9,13 @@ mod shutdown;
 use std::fmt;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use event_listener::Event;
-use futures_lite::future::or;
+use futures_lite::future::{or, poll_fn};
 use futures_lite::{AsyncRead, AsyncWrite};
 
 pub use config::ServerConfig;
@@ -21,11 +23,14 @@ pub use shutdown::ShutdownHandle;
 
 use crate::error::Result;
 use crate::extension;
+use crate::factory::StartTask;
 use crate::gateway::WebSocketGateway;
 use crate::log::event;
-use crate::providers::Providers;
+use crate::providers::{Lifecycle, Phase, Providers};
 use crate::push::Connections;
+use crate::rt::sync::lock;
 use crate::rt::{AnyStream, Counter, Listener, OwnWakeups, Signal, Tasks, Timer};
+use crate::spawner::Spawner;
 use crate::ws::{Stats, StatsSnapshot, WebSocketConfig};
 
 pub(crate) struct Mount {
@@ -48,6 +53,13 @@ pub struct Server {
 
 struct Shared {
     providers: Providers,
+    lifecycle: Lifecycle,
+    /// The `on_application_bootstrap` hooks ran (or are running).
+    bootstrapped: AtomicBool,
+    /// The shutdown hooks ran (or are running).
+    ended: AtomicBool,
+    /// Tasks to start on the serving thread (taken by the first `serve`).
+    tasks: Mutex<Vec<StartTask>>,
     mounts: Vec<Mount>,
     config: ServerConfig,
     stats: Arc<Stats>,
@@ -58,10 +70,20 @@ struct Shared {
 }
 
 impl Server {
-    pub(crate) fn new(providers: Providers, mounts: Vec<Mount>, config: ServerConfig) -> Self {
+    pub(crate) fn new(
+        providers: Providers,
+        lifecycle: Lifecycle,
+        mounts: Vec<Mount>,
+        config: ServerConfig,
+        tasks: Vec<StartTask>,
+    ) -> Self {
         Server {
             shared: Arc::new(Shared {
                 providers,
+                lifecycle,
+                bootstrapped: AtomicBool::new(false),
+                ended: AtomicBool::new(false),
+                tasks: Mutex::new(tasks),
                 mounts,
                 config,
                 stats: Arc::default(),
@@ -92,17 +114,47 @@ impl Server {
 
     /// Serves `listener` until shutdown, then closes every connection (Close 1001) and
     /// returns once they are closed or `shutdown_timeout` has passed.
+    ///
+    /// The first `serve` runs the modules' `on_application_bootstrap` hooks before it
+    /// accepts (a failing one is returned), starts the [`with_task`] tasks and whatever the
+    /// [`Spawner`] was given, on this thread; after the shutdown it runs the
+    /// `on_module_destroy` and `on_application_shutdown` hooks (the first failure is
+    /// returned, once all ran).
+    ///
+    /// [`with_task`]: crate::NestForgeFactory::with_task
     pub async fn serve(&self, listener: TcpListener) -> Result<()> {
-        let listener = Listener::new(listener, self.shared.config.max_connections)?;
+        let shared = &*self.shared;
+        let listener = Listener::new(listener, shared.config.max_connections)?;
         let local = listener.local_addr().ok();
-        for mount in &self.shared.mounts {
+        let spawner = shared
+            .providers
+            .get::<Spawner>()
+            .cloned()
+            .unwrap_or_default();
+        let _current = spawner.enter();
+        if !shared.bootstrapped.swap(true, Ordering::AcqRel) {
+            shared
+                .lifecycle
+                .run(Phase::ApplicationBootstrap, &shared.providers)?;
+        }
+        for mount in &shared.mounts {
             mount.gateway.on_init(local);
         }
         event!(info, "listening on {local:?}");
         let tasks = Tasks::new();
-        if let Some(extension) = extension::installed(&self.shared.providers) {
-            tasks.spawn(extension.background_task(self.shared.providers.clone()));
+        if let Some(extension) = extension::installed(&shared.providers) {
+            tasks.spawn(extension.background_task(shared.providers.clone()));
         }
+        for task in std::mem::take(&mut *lock(&shared.tasks)) {
+            tasks.spawn(task(shared.providers.clone()));
+        }
+        // Futures handed to the spawner become tasks; polled on the spawner's wake-ups only.
+        let spawned = OwnWakeups::new(poll_fn(|cx| {
+            for task in spawner.take(cx) {
+                tasks.spawn(task);
+            }
+            Poll::<()>::Pending
+        }));
         // The accept loop is polled only when its own waker fires: polled with every
         // connection's wake-up, async-io's `accept` would try `accept4` and re-register the
         // listener each time.
@@ -128,7 +180,7 @@ impl Server {
             drop(listener);
         });
         let main = async {
-            accepting.await;
+            or(accepting, spawned).await;
             let all_closed = async {
                 loop {
                     let listener = self.shared.all_closed.listen();
@@ -146,7 +198,16 @@ impl Server {
         // The connections still open when `main` ends are dropped with `tasks`.
         or(main, tasks.run()).await;
         event!(info, "stopped");
-        Ok(())
+        if shared.ended.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let destroyed = shared
+            .lifecycle
+            .run(Phase::ModuleDestroy, &shared.providers);
+        let shut_down = shared
+            .lifecycle
+            .run(Phase::ApplicationShutdown, &shared.providers);
+        destroyed.and(shut_down)
     }
 
     /// [`serve`](Self::serve) until `signal` completes, then shuts down gracefully (as

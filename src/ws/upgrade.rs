@@ -353,6 +353,30 @@ struct Span {
 }
 
 impl Headers {
+    /// No headers.
+    pub fn new() -> Self {
+        Headers::default()
+    }
+
+    /// Headers from `(name, value)` pairs, in order (for contexts made in tests:
+    /// [`TestingModule::websocket_context_with`](crate::TestingModule::websocket_context_with)).
+    ///
+    /// # Examples
+    /// ```
+    /// use nestforge_edge::Headers;
+    /// let headers = Headers::from_pairs([("Authorization", "Bearer abc"), ("X-Trace", "7")]);
+    /// assert_eq!(headers.get("authorization"), Some("Bearer abc"));
+    /// assert_eq!(headers.len(), 2);
+    /// ```
+    pub fn from_pairs<N, V>(pairs: impl IntoIterator<Item = (N, V)>) -> Self
+    where
+        N: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        let pairs: Vec<(N, V)> = pairs.into_iter().collect();
+        Headers::collect(pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref())))
+    }
+
     /// Copies `(name, value)` pairs (from a parsed head, so bounded by the head size).
     pub(crate) fn collect<'h>(pairs: impl Iterator<Item = (&'h str, &'h [u8])> + Clone) -> Self {
         let total = pairs.clone().map(|(n, v)| n.len() + v.len()).sum();

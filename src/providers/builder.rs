@@ -1,0 +1,229 @@
+//! Collecting providers, module by module, before they are frozen.
+
+use std::any::{type_name, TypeId};
+use std::fmt;
+use std::sync::Arc;
+
+use super::module::{short_name, Lifecycle, Module};
+use super::provider::{Provider, ProviderKind};
+use super::{construct_error, Entry, Instance, Kind, Providers};
+use crate::error::{Error, HandlerError, Result};
+
+/// Collects providers before they are frozen into [`Providers`].
+#[derive(Default)]
+pub struct ProvidersBuilder {
+    /// Sorted by type id.
+    entries: Vec<Entry>,
+    /// Types a test provided before the modules (see `TestFactory::override_provider`): a
+    /// module providing them again is skipped, its factory never run.
+    overridden: Vec<TypeId>,
+    /// Types the application provides unless a module does (`Connections`, `Spawner`).
+    defaults: Vec<TypeId>,
+    /// Modules whose registration finished (each registers once).
+    imported: Vec<TypeId>,
+    /// The modules being registered, innermost last.
+    importing: Vec<(TypeId, &'static str)>,
+    /// Which module provided each type (when one did).
+    owners: Vec<(TypeId, &'static str)>,
+    /// The modules' lifecycle hooks, in registration order.
+    lifecycle: Lifecycle,
+}
+
+impl ProvidersBuilder {
+    pub(crate) fn from_entries(entries: Vec<Entry>) -> Self {
+        ProvidersBuilder {
+            entries,
+            ..ProvidersBuilder::default()
+        }
+    }
+
+    /// Registers `value` as the provider of its type. A type may be provided once;
+    /// a second time is [`Error::DuplicateProvider`] ([`Error::ProviderConflict`], naming
+    /// both, when two modules provide it).
+    pub fn provide<T: Send + Sync + 'static>(&mut self, value: T) -> Result<&mut Self> {
+        self.provide_arc(Arc::new(value))
+    }
+
+    /// Registers an already shared value as the provider of `T`.
+    pub fn provide_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) -> Result<&mut Self> {
+        self.insert::<T>(Kind::Singleton(value))?;
+        Ok(self)
+    }
+
+    /// Registers `provider` (a value, or a singleton, request-scoped or transient factory);
+    /// a singleton factory runs now, with the providers registered so far. See
+    /// [`Provider`].
+    pub fn register<T: Send + Sync + 'static>(
+        &mut self,
+        provider: Provider<T>,
+    ) -> Result<&mut Self> {
+        let kind = match provider.kind {
+            ProviderKind::Value(value) => Kind::Singleton(Arc::new(value)),
+            ProviderKind::Factory(factory) => {
+                if self.is_overridden::<T>() {
+                    return Ok(self); // the override stands; its factory is not needed
+                }
+                let value = factory(&self.snapshot()).map_err(construct_error::<T>)?;
+                Kind::Singleton(Arc::new(value))
+            }
+            ProviderKind::Request(factory) => Kind::Request(Arc::new(move |p| {
+                let made: Instance = Arc::new(factory(p).map_err(construct_error::<T>)?);
+                Ok(made)
+            })),
+            ProviderKind::Transient(factory) => Kind::Transient(Arc::new(move |p| {
+                let made: Instance = Arc::new(factory(p).map_err(construct_error::<T>)?);
+                Ok(made)
+            })),
+        };
+        self.insert::<T>(kind)?;
+        Ok(self)
+    }
+
+    /// Runs a fallible constructor and registers what it returns. A failure becomes
+    /// [`Error::Provider`] naming the type, and `create()` fails with it.
+    pub fn provide_with<T, E, F>(&mut self, factory: F) -> Result<&mut Self>
+    where
+        T: Send + Sync + 'static,
+        E: Into<HandlerError>,
+        F: FnOnce() -> std::result::Result<T, E>,
+    {
+        match factory() {
+            Ok(value) => self.provide(value),
+            Err(e) => Err(construct_error::<T>(e.into())),
+        }
+    }
+
+    /// Whether a provider of `T` is already registered (for modules imported twice).
+    pub fn contains<T: 'static>(&self) -> bool {
+        self.position(TypeId::of::<T>()).is_ok()
+    }
+
+    /// Registers module `M` unless it was already imported: a module reached twice through
+    /// imports (a shared config module) registers its providers once, its imports first.
+    /// Then checks its exports (each must be provided: [`Error::MissingExport`]) and keeps
+    /// its lifecycle hooks. A type provided by two different modules is
+    /// [`Error::ProviderConflict`], naming both; a module that imports itself, directly or
+    /// not, is [`Error::ImportCycle`] (`Detected module import cycle: A -> B -> A`).
+    pub fn import<M: Module + 'static>(&mut self) -> Result<&mut Self> {
+        let id = TypeId::of::<M>();
+        if let Some(at) = self.importing.iter().position(|m| m.0 == id) {
+            let mut path: Vec<&str> = self.importing[at..]
+                .iter()
+                .map(|m| short_name(m.1))
+                .collect();
+            path.push(short_name(type_name::<M>()));
+            return Err(Error::ImportCycle {
+                path: path.join(" -> "),
+            });
+        }
+        if self.imported.contains(&id) {
+            return Ok(self);
+        }
+        self.importing.push((id, type_name::<M>()));
+        let registered = M::register(self);
+        self.importing.pop();
+        registered?;
+        self.imported.push(id);
+        for (export, name) in M::exports() {
+            if self.position(export).is_err() {
+                return Err(Error::MissingExport {
+                    module: short_name(type_name::<M>()),
+                    type_name: name,
+                });
+            }
+        }
+        self.lifecycle.add::<M>();
+        Ok(self)
+    }
+
+    /// Freezes the map.
+    pub fn build(self) -> Providers {
+        self.finish().0
+    }
+
+    /// Freezes the map; the modules' lifecycle hooks beside it.
+    pub(crate) fn finish(self) -> (Providers, Lifecycle) {
+        let providers = Providers {
+            entries: self.entries.into(),
+            scope: None,
+        };
+        (providers, self.lifecycle)
+    }
+
+    /// Provides `value` before any module registers: a module's own provider of `T` is then
+    /// skipped (and its factory never run), so that factories see the override.
+    pub(crate) fn override_with<T: Send + Sync + 'static>(&mut self, value: T) -> Result<()> {
+        self.insert::<T>(Kind::Singleton(Arc::new(value)))?;
+        self.overridden.push(TypeId::of::<T>());
+        Ok(())
+    }
+
+    /// Provides `value` unless a module provides `T` itself (then the module's replaces it).
+    pub(crate) fn provide_default<T: Send + Sync + 'static>(&mut self, value: T) -> Result<()> {
+        self.insert::<T>(Kind::Singleton(Arc::new(value)))?;
+        self.defaults.push(TypeId::of::<T>());
+        Ok(())
+    }
+
+    fn is_overridden<T: 'static>(&self) -> bool {
+        self.overridden.contains(&TypeId::of::<T>())
+    }
+
+    /// The providers registered so far, for a singleton factory.
+    fn snapshot(&self) -> Providers {
+        Providers {
+            entries: self.entries.clone().into(),
+            scope: None,
+        }
+    }
+
+    fn position(&self, id: TypeId) -> std::result::Result<usize, usize> {
+        self.entries.binary_search_by(|entry| entry.id.cmp(&id))
+    }
+
+    fn insert<T: 'static>(&mut self, kind: Kind) -> Result<()> {
+        // Kept sorted as it grows (a handful of entries): no sort routine in the binary.
+        let id = TypeId::of::<T>();
+        let module = self.importing.last().map(|m| m.1);
+        match self.position(id) {
+            Ok(_) if self.is_overridden::<T>() => Ok(()),
+            Ok(i) if self.defaults.contains(&id) => {
+                self.defaults.retain(|d| *d != id);
+                self.entries[i].kind = kind;
+                if let Some(module) = module {
+                    self.owners.push((id, module));
+                }
+                Ok(())
+            }
+            Ok(_) => {
+                let first = self.owners.iter().find(|o| o.0 == id).map(|o| o.1);
+                Err(match (first, module) {
+                    (Some(first), Some(second)) if first != second => Error::ProviderConflict {
+                        type_name: type_name::<T>(),
+                        first,
+                        second,
+                    },
+                    _ => Error::DuplicateProvider {
+                        type_name: type_name::<T>(),
+                    },
+                })
+            }
+            Err(i) => {
+                let name = type_name::<T>();
+                self.entries.insert(i, Entry { id, name, kind });
+                if let Some(module) = module {
+                    self.owners.push((id, module));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ProvidersBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| e.name))
+            .finish()
+    }
+}
