@@ -4,7 +4,6 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::net::TcpListener;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -12,7 +11,7 @@ use crate::gateway::WebSocketGateway;
 use crate::providers::{Lifecycle, Module, Phase, Providers, ProvidersBuilder};
 use crate::push::Connections;
 use crate::server::ServerConfig;
-use crate::server::{Mount, Server};
+use crate::server::{Mount, Server, StartTask};
 use crate::spawner::Spawner;
 use crate::ws::WebSocketConfig;
 
@@ -44,9 +43,6 @@ pub struct NestForgeFactory<M> {
     tasks: Vec<StartTask>,
     module: PhantomData<fn() -> M>,
 }
-
-/// A task given to [`NestForgeFactory::with_task`], started on the serving thread.
-pub(crate) type StartTask = Box<dyn FnOnce(Providers) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
 impl<M: Module + 'static> NestForgeFactory<M> {
     /// Builds the application: the [`Connections`] registry and the [`Spawner`] (unless a

@@ -4,7 +4,7 @@ use std::any::{type_name, TypeId};
 use std::fmt;
 use std::sync::Arc;
 
-use super::module::{short_name, Lifecycle, Module};
+use super::lifecycle::{short_name, Lifecycle, LifecycleHook, Phase};
 use super::provider::{Provider, ProviderKind};
 use super::{construct_error, Entry, Instance, Kind, Providers};
 use crate::error::{Error, HandlerError, Result};
@@ -132,7 +132,15 @@ impl ProvidersBuilder {
                 });
             }
         }
-        self.lifecycle.add::<M>();
+        let module = short_name(type_name::<M>());
+        for (phase, hooks) in [
+            (Phase::ModuleInit, M::on_module_init()),
+            (Phase::ApplicationBootstrap, M::on_application_bootstrap()),
+            (Phase::ModuleDestroy, M::on_module_destroy()),
+            (Phase::ApplicationShutdown, M::on_application_shutdown()),
+        ] {
+            self.lifecycle.add(module, phase, hooks);
+        }
         Ok(self)
     }
 
@@ -225,5 +233,89 @@ impl fmt::Debug for ProvidersBuilder {
         f.debug_list()
             .entries(self.entries.iter().map(|e| e.name))
             .finish()
+    }
+}
+
+/// An application module: registers its providers (NestForge's `#[module(..)]`, without a
+/// proc-macro), and may export types and run hooks at the application's lifecycle events.
+///
+/// Imports are `providers.import::<OtherModule>()?`, which registers a module reached
+/// twice only once (calling `OtherModule::register(providers)` directly would register it
+/// again). Every item but `register` has a default, so a module written by hand needs only
+/// that.
+///
+/// Hooks run, module by module in registration order (imports before importers):
+/// `on_module_init` when the application is created ([`NestForgeFactory::create`],
+/// [`TestFactory::build`]), `on_application_bootstrap` when serving starts (and in
+/// `TestFactory::build`); then, in the reverse order, `on_module_destroy` and
+/// `on_application_shutdown` at graceful shutdown ([`ShutdownHandle::shutdown`],
+/// [`Server::serve_with_graceful_shutdown`], [`TestingModule::shutdown`]). A failing init or
+/// bootstrap hook fails start-up with [`Error::Lifecycle`], naming its module.
+///
+/// [`NestForgeFactory::create`]: crate::NestForgeFactory::create
+/// [`TestFactory::build`]: crate::TestFactory::build
+/// [`ShutdownHandle::shutdown`]: crate::ShutdownHandle::shutdown
+/// [`Server::serve_with_graceful_shutdown`]: crate::Server::serve_with_graceful_shutdown
+/// [`TestingModule::shutdown`]: crate::TestingModule::shutdown
+///
+/// # Examples
+/// ```
+/// use nestforge_edge::{Module, ProvidersBuilder, Result};
+///
+/// struct AppConfig { app_name: String }
+/// impl AppConfig {
+///     fn from_env() -> Result<Self, std::env::VarError> {
+///         Ok(AppConfig { app_name: std::env::var("APP_NAME").unwrap_or_else(|_| "edge".into()) })
+///     }
+/// }
+///
+/// struct AppModule;
+/// impl Module for AppModule {
+///     fn register(providers: &mut ProvidersBuilder) -> Result<()> {
+///         providers.provide_with(AppConfig::from_env)?;
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// The [`module!`](crate::module) macro writes the same impl from lists.
+pub trait Module {
+    /// Registers this module's providers (and its imports').
+    fn register(providers: &mut ProvidersBuilder) -> Result<()>;
+
+    /// The types this module exposes (each must be provided once its registration is done):
+    /// their ids and names.
+    fn exports() -> Vec<(TypeId, &'static str)> {
+        Vec::new()
+    }
+
+    /// Hooks run when the application is created.
+    fn on_module_init() -> Vec<LifecycleHook> {
+        Vec::new()
+    }
+
+    /// Hooks run when the application starts serving.
+    fn on_application_bootstrap() -> Vec<LifecycleHook> {
+        Vec::new()
+    }
+
+    /// Hooks run at graceful shutdown, before `on_application_shutdown`.
+    fn on_module_destroy() -> Vec<LifecycleHook> {
+        Vec::new()
+    }
+
+    /// Hooks run at graceful shutdown, last.
+    fn on_application_shutdown() -> Vec<LifecycleHook> {
+        Vec::new()
+    }
+
+    /// Builds the frozen provider map of this module.
+    fn providers() -> Result<Providers>
+    where
+        Self: Sized + 'static,
+    {
+        let mut builder = Providers::builder();
+        builder.import::<Self>()?;
+        Ok(builder.build())
     }
 }

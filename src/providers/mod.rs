@@ -4,6 +4,7 @@
 //! transient ones at every resolve, by factories that see the providers themselves.
 
 mod builder;
+mod lifecycle;
 mod module;
 mod provider;
 #[cfg(test)]
@@ -13,9 +14,10 @@ use std::any::{type_name, Any, TypeId};
 use std::fmt;
 use std::sync::{Arc, Weak};
 
-pub use builder::ProvidersBuilder;
-pub use module::{private, LifecycleHook, Module};
-pub(crate) use module::{Lifecycle, Phase};
+pub use builder::{Module, ProvidersBuilder};
+pub use lifecycle::LifecycleHook;
+pub(crate) use lifecycle::{Lifecycle, Phase};
+pub use module::private;
 pub use provider::Provider;
 
 use crate::error::{Error, HandlerError, Result};

@@ -23,7 +23,6 @@ pub use shutdown::ShutdownHandle;
 
 use crate::error::Result;
 use crate::extension;
-use crate::factory::StartTask;
 use crate::gateway::WebSocketGateway;
 use crate::log::event;
 use crate::providers::{Lifecycle, Phase, Providers};
@@ -32,6 +31,11 @@ use crate::rt::sync::lock;
 use crate::rt::{AnyStream, Counter, Listener, OwnWakeups, Signal, Tasks, Timer};
 use crate::spawner::Spawner;
 use crate::ws::{Stats, StatsSnapshot, WebSocketConfig};
+
+/// A task given to [`NestForgeFactory::with_task`](crate::NestForgeFactory::with_task),
+/// started on the serving thread.
+pub(crate) type StartTask =
+    Box<dyn FnOnce(Providers) -> std::pin::Pin<Box<dyn Future<Output = ()>>> + Send>;
 
 pub(crate) struct Mount {
     pub(crate) gateway: Arc<dyn WebSocketGateway>,
