@@ -60,13 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with_websocket_gateway_config(Echo, config)
             .with_server_config(server_config)
             .into_server()?;
-        let mut signals =
-            async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])?;
-        let signal = async move {
-            if futures_lite::StreamExt::next(&mut signals).await.is_none() {
-                std::future::pending::<()>().await; // no more signals: serve on
-            }
-        };
+        let signal = nestforge_edge::shutdown_signal()?;
         let listener = std::net::TcpListener::bind((host.as_str(), port))?;
         println!("echo listening on ws://{}/ws", listener.local_addr()?);
         server

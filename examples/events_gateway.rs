@@ -129,7 +129,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .health_endpoint(Some("/healthz")),
             )
             .into_server()?;
-        let signal = shutdown_signal()?;
+        let signal = nestforge_edge::shutdown_signal()?;
         let listener = std::net::TcpListener::bind((host.as_str(), port))?;
         println!(
             "events_gateway listening on ws://{}/ws",
@@ -141,18 +141,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         println!("events_gateway stopped");
         Ok(())
-    })
-}
-
-/// Completes at SIGINT or SIGTERM. It runs next to `serve` on the same thread (no thread of
-/// its own).
-fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
-    use async_signal::{Signal, Signals};
-    use futures_lite::StreamExt;
-    let mut signals = Signals::new([Signal::Int, Signal::Term])?;
-    Ok(async move {
-        if signals.next().await.is_none() {
-            std::future::pending::<()>().await; // no more signals: serve on
-        }
     })
 }

@@ -29,7 +29,6 @@
 //! | `push.echo` | event | `{pattern, payload}` | pushes it back to the sender |
 //! | `push.garbage` | message | - | pushes frames that match no request, then replies `true` |
 
-use std::future::Future;
 use std::time::Duration;
 
 use nestforge_edge::prelude::*;
@@ -194,7 +193,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with_websocket_gateway_config(PushGateway, config(token))
             .with_server_config(ServerConfig::default().host(&host))
             .into_server()?;
-        let signal = shutdown_signal()?;
+        let signal = nestforge_edge::shutdown_signal()?;
         let listener = std::net::TcpListener::bind((host.as_str(), port))?;
         println!(
             "push_gateway listening on ws://{}/ws",
@@ -205,17 +204,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         println!("push_gateway stopped");
         Ok(())
-    })
-}
-
-/// Completes at SIGINT or SIGTERM, next to `serve` on the same thread.
-fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
-    use async_signal::{Signal, Signals};
-    use futures_lite::StreamExt;
-    let mut signals = Signals::new([Signal::Int, Signal::Term])?;
-    Ok(async move {
-        if signals.next().await.is_none() {
-            std::future::pending::<()>().await; // no more signals: serve on
-        }
     })
 }

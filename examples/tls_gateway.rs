@@ -175,16 +175,13 @@ fn env_path(name: &str) -> Result<String, String> {
 
 /// SIGINT and SIGTERM start a graceful shutdown and stop the accept loop.
 fn shutdown_on_signals(server: &Server) -> std::io::Result<smol::channel::Receiver<()>> {
-    use async_signal::{Signal, Signals};
-    use futures_lite::StreamExt;
-    let mut signals = Signals::new([Signal::Int, Signal::Term])?;
+    let signal = nestforge_edge::shutdown_signal()?;
     let handle = server.shutdown_handle();
     let (tx, rx) = smol::channel::bounded(1);
     std::thread::spawn(move || {
-        if smol::block_on(signals.next()).is_some() {
-            handle.shutdown();
-            let _ = tx.try_send(());
-        }
+        smol::block_on(signal);
+        handle.shutdown();
+        let _ = tx.try_send(());
     });
     Ok(rx)
 }

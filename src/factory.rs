@@ -184,11 +184,30 @@ impl<M> NestForgeFactory<M> {
     }
 
     /// Binds `host:port` (host from [`ServerConfig::host`], `127.0.0.1` by default) and
-    /// serves until shutdown. Only for callers without their own listener; see
-    /// [`Server::serve`].
+    /// serves until shutdown ([`Server::shutdown_handle`]). At most
+    /// [`ServerConfig::max_connections`](ServerConfig::get_max_connections) connections are
+    /// open at once, 64 by default (then `503`): raise it with
+    /// `.with_server_config(ServerConfig::default().max_connections(n))`. For your own
+    /// listener, see [`Server::serve`]; to stop on SIGINT/SIGTERM,
+    /// [`listen_with_graceful_shutdown`](Self::listen_with_graceful_shutdown).
     pub async fn listen(self, port: u16) -> Result<()> {
         let listener = TcpListener::bind((self.config.host.as_str(), port))?;
         self.into_server()?.serve(listener).await
+    }
+
+    /// [`listen`](Self::listen) until `signal` completes, then shuts down gracefully
+    /// ([`Server::serve_with_graceful_shutdown`]: Close 1001 to every client, the shutdown
+    /// hooks, then return): `.listen_with_graceful_shutdown(3002, shutdown_signal()?)` stops
+    /// on SIGINT or SIGTERM (feature `signal`: [`shutdown_signal`](crate::shutdown_signal)).
+    /// `signal` is polled on its own wake-ups only, on the serving thread.
+    pub async fn listen_with_graceful_shutdown<F>(self, port: u16, signal: F) -> Result<()>
+    where
+        F: Future<Output = ()>,
+    {
+        let listener = TcpListener::bind((self.config.host.as_str(), port))?;
+        self.into_server()?
+            .serve_with_graceful_shutdown(listener, signal)
+            .await
     }
 }
 

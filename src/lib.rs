@@ -83,6 +83,8 @@
 //!   calls compile to nothing.
 //! - `mqtt` (off by default): scale-out over an MQTT broker with NestJS's MQTT transport
 //!   convention (module `mqtt`, `NestForgeFactory::with_mqtt`). No extra dependency.
+//! - `signal` (off by default): [`shutdown_signal`], SIGINT and SIGTERM as the future that
+//!   starts a graceful shutdown (through async-signal, smol's).
 //! - `anyhow` (off by default): `bail!` and `ensure!` in anyhow's forms inside handler
 //!   bodies. `?` on an `anyhow::Error` in a handler works without it.
 #![forbid(unsafe_code)]
@@ -123,7 +125,7 @@ pub use ws::upgrade;
 
 pub use context::{MicroserviceContext, RequestId, WebSocketContext};
 pub use envelope::{EventEnvelope, MessageEnvelope};
-pub use error::{Error, ErrorCode, HandlerError, Request, Result};
+pub use error::{AppError, CodedError, Error, ErrorCode, HandlerError, Request, Result};
 pub use factory::NestForgeFactory;
 pub use gateway::{WebSocketFuture, WebSocketGateway};
 pub use microservice_client::{InProcessMicroserviceClient, MicroserviceClient};
@@ -148,6 +150,8 @@ pub use registry::{
 pub use rt::block_on;
 #[doc(hidden)]
 pub use rt::on_own_loop;
+#[cfg(feature = "signal")]
+pub use rt::{shutdown_signal, ShutdownSignal};
 pub use schedule::{
     shutdown_schedules, start_schedules, JobKind, ScheduleRegistry, ScheduleRegistryBuilder,
     ScheduledJob,
@@ -163,21 +167,27 @@ pub use ws::close_code;
 #[doc(hidden)]
 pub use ws::Framing;
 pub use ws::{
-    AuthIdentity, CloseInfo, Forbidden, Guard, GuardFuture, GuardResult, Headers, Overflow,
-    PushError, Rejection, StatsSnapshot, UpgradeRequest, WebSocket, WebSocketConfig,
+    guard_fn, AuthIdentity, CloseInfo, Forbidden, Guard, GuardFuture, GuardResult, Headers,
+    Overflow, PushError, Rejection, StatsSnapshot, UpgradeRequest, WebSocket, WebSocketConfig,
 };
 
 /// NestForge's name for [`Kind`].
 pub type WebSocketMicroserviceKind = Kind;
 
-/// Everything a NestForge gateway file needs: `use nestforge_edge::prelude::*;`.
+/// Everything a NestForge application file needs, and what this crate's README and
+/// examples use: `use nestforge_edge::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "signal")]
+    pub use crate::shutdown_signal;
     pub use crate::{
-        handle_websocket_microservice_message, module, AuthIdentity, CloseFrame, Connections,
-        Error, EventEnvelope, HandlerError, InProcessMicroserviceClient, Message, MessageEnvelope,
-        MicroserviceClient, MicroserviceContext, MicroserviceRegistry, Module, NestForgeFactory,
-        Providers, ProvidersBuilder, RequestId, ServerConfig, TransportMetadata, Utf8Bytes,
-        WebSocket, WebSocketConfig, WebSocketContext, WebSocketFuture, WebSocketGateway,
+        guard_fn, handle_websocket_microservice_message, module, serve_patterns,
+        shutdown_schedules, start_schedules, AppError, AuthIdentity, CloseFrame, CodedError,
+        Connections, Container, Error, EventEnvelope, Guard, GuardResult, HandlerError, Headers,
+        InProcessMicroserviceClient, Message, MessageEnvelope, MicroserviceClient,
+        MicroserviceContext, MicroserviceRegistry, Module, NestForgeFactory, Provider, Providers,
+        ProvidersBuilder, Rejection, RequestId, ScheduleRegistry, Server, ServerConfig,
+        ShutdownHandle, Spawner, TestFactory, TestingModule, TransportMetadata, UpgradeRequest,
+        Utf8Bytes, WebSocket, WebSocketConfig, WebSocketContext, WebSocketFuture, WebSocketGateway,
     };
 }
 

@@ -259,11 +259,14 @@ pub(crate) fn error_frame(err: &Error, id: Option<&RawValue>) -> String {
         write_str(&mut out, &request.pattern);
         out.push(b',');
     }
-    out.extend_from_slice(b"\"error\":{\"code\":\"");
-    out.extend_from_slice(err.code().as_str().as_bytes());
-    out.extend_from_slice(b"\",\"message\":");
+    out.extend_from_slice(b"\"error\":{\"code\":");
+    write_str(&mut out, err.code_str());
+    out.extend_from_slice(b",\"message\":");
     write_str(&mut out, &err.to_string());
-    if let Some(detail) = err.detail() {
+    if let Some(detail) = err.app_error().and_then(|app| app.detail()) {
+        out.extend_from_slice(b",\"detail\":");
+        out.extend_from_slice(detail.get().as_bytes());
+    } else if let Some(detail) = err.detail() {
         out.extend_from_slice(b",\"detail\":");
         write_str(&mut out, &detail.to_string());
     }

@@ -434,7 +434,7 @@ fn healthz_counters_match_what_happened() {
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["status"], "ok");
         assert_eq!(json["total_connections"], 4, "{json}"); // a, b, the 404, this request
-        assert_eq!(json["open_connections"], 2, "{json}"); // b and this request
+        assert_eq!(json["open_connections"], 1, "{json}"); // b: this request is no WebSocket
         assert_eq!(json["frames_in"], 7, "{json}"); // 6 texts and a's close
         assert_eq!(json["frames_out"], 6, "{json}");
         assert_eq!(json["bytes_in"], 30, "{json}");

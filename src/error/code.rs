@@ -24,6 +24,9 @@ pub enum ErrorCode {
     Forbidden,
     /// `internal`: anything else (reply serialization, transport, configuration).
     Internal,
+    /// The application's own code ([`AppError`](crate::AppError)): see
+    /// [`Error::code_str`].
+    Application,
     /// `timeout`: a forwarded request got no reply in time (feature `mqtt`).
     #[cfg(feature = "mqtt")]
     Timeout,
@@ -46,6 +49,7 @@ impl ErrorCode {
             ErrorCode::ProviderMissing => "provider_missing",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
+            ErrorCode::Application => "application",
             #[cfg(feature = "mqtt")]
             ErrorCode::Timeout => "timeout",
             #[cfg(feature = "mqtt")]
@@ -55,6 +59,20 @@ impl ErrorCode {
         }
     }
 }
+
+/// The codes the crate sends, reserved in the application's namespace.
+pub(crate) const RESERVED: &[&str] = &[
+    "bad_frame",
+    "unknown_pattern",
+    "bad_payload",
+    "handler_error",
+    "provider_missing",
+    "forbidden",
+    "internal",
+    "timeout",
+    "unavailable",
+    "remote_error",
+];
 
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -73,6 +91,7 @@ impl Error {
             Error::Handler { source, .. } => match source.downcast_ref::<Error>() {
                 Some(inner) => inner.code(),
                 None if source.is::<crate::ws::Forbidden>() => ErrorCode::Forbidden,
+                None if super::app::find(&**source).is_some() => ErrorCode::Application,
                 None => ErrorCode::HandlerError,
             },
             Error::TypeNotRegistered { .. } => ErrorCode::ProviderMissing,
@@ -83,6 +102,27 @@ impl Error {
             #[cfg(feature = "mqtt")]
             Error::Remote { .. } => ErrorCode::RemoteError,
             _ => ErrorCode::Internal,
+        }
+    }
+
+    /// The code an error frame carries: the application's own for a handler that failed
+    /// with an [`AppError`](crate::AppError) (see [`ErrorCode::Application`]), the
+    /// crate's ([`code`](Self::code)) otherwise.
+    pub fn code_str(&self) -> &str {
+        match self.app_error() {
+            Some(app) => app.code(),
+            None => self.code().as_str(),
+        }
+    }
+
+    /// The [`AppError`](crate::AppError) a handler failed with, if it did.
+    pub fn app_error(&self) -> Option<&crate::AppError> {
+        match self {
+            Error::Handler { source, .. } => match source.downcast_ref::<Error>() {
+                Some(inner) => inner.app_error(),
+                None => super::app::find(&**source),
+            },
+            _ => None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The crate's one error type.
 
+mod app;
 mod code;
 mod macros;
 
@@ -10,6 +11,7 @@ use serde_json::value::RawValue;
 
 use crate::wire::Kind;
 
+pub use app::{AppError, CodedError};
 pub use code::ErrorCode;
 
 /// What a message or event handler may fail with.
@@ -129,7 +131,7 @@ pub enum Error {
         /// The module that provided it again.
         second: &'static str,
     },
-    /// A provider's constructor failed during `create()`.
+    /// A provider's constructor (or factory) failed: [`Error::provider`] makes one.
     Provider {
         /// The provider's type.
         type_name: &'static str,
@@ -329,6 +331,26 @@ impl std::error::Error for Error {
             Error::WebSocket(e) => Some(e),
             Error::Io(e) => Some(e),
             _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// [`Error::Provider`] for type `T`: what a provider constructor's error becomes, e.g.
+    /// `Sensor::open().map_err(Error::provider::<Sensor>)?` in a hand-written
+    /// `Module::register` (`module!` does it for its expressions).
+    ///
+    /// # Examples
+    /// ```
+    /// use nestforge_edge::Error;
+    /// struct Sensor;
+    /// let err = Error::provider::<Sensor>(std::io::Error::other("no device"));
+    /// assert!(format!("{err:#}").ends_with("::Sensor: no device"));
+    /// ```
+    pub fn provider<T: ?Sized>(source: impl Into<HandlerError>) -> Self {
+        Error::Provider {
+            type_name: std::any::type_name::<T>(),
+            source: source.into(),
         }
     }
 }

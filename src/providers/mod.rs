@@ -226,8 +226,5 @@ impl fmt::Debug for Providers {
 
 /// What a constructor's error becomes: [`Error::Provider`] naming `T`.
 pub(crate) fn construct_error<T>(source: HandlerError) -> Error {
-    Error::Provider {
-        type_name: type_name::<T>(),
-        source,
-    }
+    Error::provider::<T>(source)
 }

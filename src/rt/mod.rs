@@ -9,6 +9,8 @@
 mod counter;
 mod io;
 mod listener;
+#[cfg(feature = "signal")]
+mod os_signal;
 mod signal;
 pub(crate) mod sync;
 mod tasks;
@@ -27,6 +29,8 @@ pub(crate) use counter::Counter;
 pub(crate) use io::connect;
 pub(crate) use io::{AnyStream, Io, Stream};
 pub(crate) use listener::Listener;
+#[cfg(feature = "signal")]
+pub use os_signal::{shutdown_signal, ShutdownSignal};
 pub(crate) use signal::Signal;
 pub(crate) use tasks::{now, OwnWakeups, Tasks};
 

@@ -45,12 +45,15 @@ impl Shared {
         if self.config.health_endpoint.as_deref() == Some(request.path())
             && request.method() == "GET"
         {
+            // Counted as a connection accepted, not as one open: it is no WebSocket.
+            let mut stats = self.stats.snapshot();
+            stats.open_connections = stats.open_connections.saturating_sub(1);
             let mut out = Vec::new();
             upgrade::write_response(
                 &mut out,
                 200,
                 "application/json",
-                self.stats.snapshot().to_json().as_bytes(),
+                stats.to_json().as_bytes(),
             );
             let _ = io.write_all(&out).await;
             let _ = linger_close(io).await;

@@ -234,17 +234,14 @@ impl Server {
     /// #     }
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use futures_lite::StreamExt;
-    /// let mut signals = async_signal::Signals::new([async_signal::Signal::Int])?;
     /// nestforge_edge::block_on(async {
     ///     let server = NestForgeFactory::<AppModule>::create()?
     ///         .with_websocket_gateway(Echo)
     ///         .into_server()?;
     ///     let listener = std::net::TcpListener::bind("127.0.0.1:3002")?;
-    ///     let ctrl_c = async move {
-    ///         signals.next().await;
-    ///     };
-    ///     server.serve_with_graceful_shutdown(listener, ctrl_c).await
+    ///     // SIGINT or SIGTERM (feature `signal`), or any future.
+    ///     let signal = nestforge_edge::shutdown_signal()?;
+    ///     server.serve_with_graceful_shutdown(listener, signal).await
     /// })?;
     /// # Ok(())
     /// # }

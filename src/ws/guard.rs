@@ -16,13 +16,15 @@ pub type GuardFuture = Pin<Box<dyn Future<Output = GuardResult> + Send>>;
 ///
 /// Implemented for closures `Fn(&UpgradeRequest) -> impl Future<Output = GuardResult>`:
 /// take what you need from the request (see [`UpgradeRequest::token`]) before the `async`
-/// block.
+/// block. A closure passed straight to
+/// [`WebSocketConfig::guard`](crate::WebSocketConfig::guard) must name its argument type
+/// (`|req: &UpgradeRequest|`); wrapped in [`guard_fn`] it need not.
 ///
 /// # Examples
 /// ```
-/// use nestforge_edge::{AuthIdentity, Rejection, WebSocketConfig};
+/// use nestforge_edge::{guard_fn, AuthIdentity, Rejection, WebSocketConfig};
 ///
-/// let config = WebSocketConfig::new("/ws").guard(|req: &nestforge_edge::upgrade::UpgradeRequest| {
+/// let config = WebSocketConfig::new("/ws").guard(guard_fn(|req| {
 ///     let token = req.token().map(str::to_owned);
 ///     async move {
 ///         match token.as_deref() {
@@ -31,7 +33,7 @@ pub type GuardFuture = Pin<Box<dyn Future<Output = GuardResult> + Send>>;
 ///             None => Err(Rejection::new(401, "token required")),
 ///         }
 ///     }
-/// });
+/// }));
 /// ```
 pub trait Guard: Send + Sync + 'static {
     /// Checks `request`.
@@ -46,4 +48,13 @@ where
     fn check(&self, request: &UpgradeRequest) -> GuardFuture {
         Box::pin(self(request))
     }
+}
+
+/// A closure as a [`Guard`], its argument type inferred: `guard_fn(|req| { .. })`.
+pub fn guard_fn<F, Fut>(guard: F) -> F
+where
+    F: Fn(&UpgradeRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = GuardResult> + Send + 'static,
+{
+    guard
 }

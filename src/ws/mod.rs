@@ -26,7 +26,7 @@ pub use config::WebSocketConfig;
 pub(crate) use conn::Conn;
 
 pub use framing::Framing;
-pub use guard::{Guard, GuardFuture, GuardResult};
+pub use guard::{guard_fn, Guard, GuardFuture, GuardResult};
 pub(crate) use outbox::{Outbox, Popped};
 pub use outbox::{Overflow, PushError};
 pub(crate) use socket::Home;
