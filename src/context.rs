@@ -125,6 +125,20 @@ impl Handshake {
     }
 }
 
+/// The sizes of a connection's context (see `crate::__private::connection_parts`).
+pub(crate) fn parts() -> Vec<(&'static str, usize)> {
+    vec![
+        (
+            "api: context (Arc<ContextInner>, heap)",
+            16 + std::mem::size_of::<ContextInner>(),
+        ),
+        (
+            "api: Handshake (in the context)",
+            std::mem::size_of::<Handshake>(),
+        ),
+    ]
+}
+
 impl WebSocketContext {
     /// The one constructor.
     pub(crate) fn new(

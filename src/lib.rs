@@ -142,6 +142,12 @@ pub mod __private {
     pub use anyhow;
 
     pub use crate::providers::private::*;
+
+    /// The sizes, in bytes, of what one connection is made of, layer by layer (the
+    /// footprint test prints them beside what the allocator counts).
+    pub fn connection_parts() -> Vec<(&'static str, usize)> {
+        crate::server::connection_parts()
+    }
 }
 pub use push::{Broadcast, Connections};
 pub use registry::{

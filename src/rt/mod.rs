@@ -74,6 +74,15 @@ pub fn on_own_loop() -> bool {
     sys::on_own_loop()
 }
 
+/// The sizes of what a connection costs this layer (see
+/// `crate::__private::connection_parts`).
+pub(crate) fn parts() -> Vec<(&'static str, usize)> {
+    let mut parts = tasks::parts();
+    parts.extend(sys::parts());
+    parts.push(("rt: Timer", std::mem::size_of::<Timer>()));
+    parts
+}
+
 /// Grows the process's descriptor table, before serving, to hold `connections` more
 /// descriptors (see [`ServerConfig::get_max_connections`](crate::ServerConfig)); nothing
 /// where the platform needs no such step.

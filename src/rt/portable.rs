@@ -16,6 +16,13 @@ pub(super) fn on_own_loop() -> bool {
     false
 }
 
+pub(super) fn parts() -> Vec<(&'static str, usize)> {
+    vec![(
+        "rt: stream (AsyncIoStream)",
+        std::mem::size_of::<super::io::AsyncIoStream>(),
+    )]
+}
+
 /// The descriptor table is left as it is.
 pub(super) fn reserve_descriptors(_listener: &TcpListener, _connections: usize) {}
 

@@ -146,6 +146,30 @@ impl Drop for Disconnect<'_> {
     }
 }
 
+/// The sizes of what a connection costs: each layer's structures and the connection's
+/// future (see `crate::__private::connection_parts`).
+pub(crate) fn parts() -> Vec<(&'static str, usize)> {
+    let server = Server::new(
+        crate::providers::Providers::default(),
+        Default::default(),
+        Vec::new(),
+        super::ServerConfig::default(),
+        Vec::new(),
+    );
+    let stream: Stream = Box::new(crate::rt::AnyStream(futures_lite::io::Cursor::new(
+        Vec::new(),
+    )));
+    let future = server.serve_io(stream, None);
+    let mut parts = crate::rt::parts();
+    parts.extend(crate::ws::parts());
+    parts.extend(crate::context::parts());
+    parts.push((
+        "api: connection future (boxed task)",
+        std::mem::size_of_val(&future),
+    ));
+    parts
+}
+
 impl CloseInfo {
     fn vanished() -> Self {
         CloseInfo {

@@ -19,6 +19,7 @@ use futures_lite::future::{or, poll_fn};
 use futures_lite::{AsyncRead, AsyncWrite};
 
 pub use config::ServerConfig;
+pub(crate) use connection::parts as connection_parts;
 pub use shutdown::ShutdownHandle;
 
 use crate::error::Result;

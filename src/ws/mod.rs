@@ -34,3 +34,19 @@ pub use socket::WebSocket;
 pub(crate) use stats::Stats;
 pub use stats::StatsSnapshot;
 pub use upgrade::{Headers, Rejection, UpgradeRequest};
+
+/// The sizes of what a connection costs this layer (see
+/// `crate::__private::connection_parts`).
+pub(crate) fn parts() -> Vec<(&'static str, usize)> {
+    use std::mem::size_of;
+    vec![
+        ("ws: Conn (boxed)", size_of::<Conn>()),
+        ("ws: Framing (in Conn)", size_of::<framing::Framing>()),
+        (
+            "ws: CloseState (in Framing)",
+            size_of::<close::CloseState>(),
+        ),
+        ("ws: WebSocket", size_of::<WebSocket>()),
+        ("ws: Outbox (Arc, heap)", 16 + size_of::<Outbox>()),
+    ]
+}

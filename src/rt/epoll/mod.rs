@@ -30,6 +30,15 @@ pub(super) fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+pub(super) fn parts() -> Vec<(&'static str, usize)> {
+    let mut parts = reactor::parts();
+    parts.push((
+        "rt: stream (EpollStream)",
+        std::mem::size_of::<net::EpollStream>(),
+    ));
+    parts
+}
+
 pub(super) fn on_own_loop() -> bool {
     run::current().is_some()
 }

@@ -380,3 +380,14 @@ impl Drop for Registration {
         slab.free.push(self.slot);
     }
 }
+
+/// The sizes of what a registration costs (see `crate::__private::connection_parts`).
+pub(super) fn parts() -> Vec<(&'static str, usize)> {
+    vec![
+        (
+            "rt: epoll source (Arc<Source>, heap)",
+            16 + std::mem::size_of::<Source>(),
+        ),
+        ("rt: epoll slot", std::mem::size_of::<Slot>()),
+    ]
+}
