@@ -277,6 +277,20 @@ impl fmt::Debug for Tasks<'_> {
     }
 }
 
+/// The sizes of what a task costs the task set (see `crate::__private::connection_parts`).
+pub(crate) fn parts() -> Vec<(&'static str, usize)> {
+    vec![
+        (
+            "rt: task slot (Running)",
+            std::mem::size_of::<Option<Running<'static>>>(),
+        ),
+        (
+            "rt: task waker (Arc<TaskWaker>, heap)",
+            16 + std::mem::size_of::<TaskWaker>(),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,18 +477,4 @@ mod tests {
         turn(&tasks, &waker);
         assert_eq!(tasks.slots.borrow().tasks.len(), 1, "slot 0 reused");
     }
-}
-
-/// The sizes of what a task costs the task set (see `crate::__private::connection_parts`).
-pub(crate) fn parts() -> Vec<(&'static str, usize)> {
-    vec![
-        (
-            "rt: task slot (Running)",
-            std::mem::size_of::<Option<Running<'static>>>(),
-        ),
-        (
-            "rt: task waker (Arc<TaskWaker>, heap)",
-            16 + std::mem::size_of::<TaskWaker>(),
-        ),
-    ]
 }
