@@ -17,46 +17,6 @@ use common::*;
 const CONNECTIONS: usize = 10_000;
 const RSS_BOUND: u64 = 48_000_000;
 
-/// The soft and hard `RLIMIT_NOFILE` of this process.
-fn fd_limits() -> Option<(u64, u64)> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let mut fields = line["Max open files".len()..].split_whitespace();
-    let soft = fields.next()?.parse().ok()?;
-    let hard = fields.next()?.parse().unwrap_or(u64::MAX);
-    Some((soft, hard))
-}
-
-/// Raises this process's soft descriptor limit to `needed`; `false` where it cannot.
-fn raise_fd_limit(needed: u64) -> bool {
-    let Some((soft, hard)) = fd_limits() else {
-        return false;
-    };
-    if soft >= needed {
-        return true;
-    }
-    if hard < needed {
-        return false;
-    }
-    let raised = Command::new("prlimit")
-        .arg("--pid")
-        .arg(std::process::id().to_string())
-        .arg(format!("--nofile={needed}:{hard}"))
-        .status()
-        .is_ok_and(|s| s.success());
-    raised && fd_limits().is_some_and(|(soft, _)| soft >= needed)
-}
-
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
-}
-
 /// The echo example on a free port, with room for `CONNECTIONS`.
 fn start_echo() -> (Child, SocketAddr) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

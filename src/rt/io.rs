@@ -30,6 +30,12 @@ pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {
     fn poll_readable(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
+
+    /// Bytes a read could take now without waiting (`FIONREAD`); 0 when the stream cannot
+    /// tell. Sizes the buffer of a large payload by what has arrived of it.
+    fn available(&mut self) -> usize {
+        0
+    }
 }
 
 /// Any `AsyncRead + AsyncWrite` stream as an [`Io`] (with no readiness hint).

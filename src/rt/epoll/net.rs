@@ -115,4 +115,8 @@ impl Io for EpollStream {
     fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.0.registration.poll_ready(Dir::Read, cx).map(Ok)
     }
+
+    fn available(&mut self) -> usize {
+        rustix::io::ioctl_fionread(self.0.get()).map_or(0, |n| n as usize)
+    }
 }

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use tungstenite::error::Error as WsError;
 
 use crate::rt::Io;
+use crate::ws::framing::Ahead;
 
 /// Read/Write over the async stream for one poll: `Pending` becomes `WouldBlock`.
 /// Reads stop for this turn once `read_left` bytes were read (the task is woken to continue
@@ -54,6 +55,12 @@ impl Live<'_, '_> {
                 Err(io::ErrorKind::WouldBlock.into())
             }
         }
+    }
+}
+
+impl Ahead for Live<'_, '_> {
+    fn available(&mut self) -> usize {
+        self.io.available()
     }
 }
 

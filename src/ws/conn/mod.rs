@@ -261,7 +261,7 @@ impl Conn {
                 Err(WsError::Io(io::ErrorKind::WouldBlock.into()))
             } else {
                 let (framing, mut live) = self.live(cx);
-                framing.read(&mut live)
+                framing.read_from(&mut live)
             };
             if std::mem::take(&mut self.heard) {
                 self.last_seen = rt::now();

@@ -2,14 +2,17 @@
 //! bytes received are kept (released once parsed; a read of exactly one frame keeps only its
 //! payload); a payload larger than a read is read straight into a buffer of its own, or into
 //! its message's reassembly buffer, once half a read of it arrived (so a header alone
-//! commits only the bytes sent), growing in doubling steps from 64 KiB; the read that
-//! completes it also takes the bytes behind it (`readv`), so queued frames of up to 64 KiB
-//! (or fragments, each after the first) take one read each. A read that starts a frame asks
-//! for a whole frame as large as the last one when that is larger than a read (up to 32 KiB),
-//! so frames of such a size sent one at a time take one read each too.
+//! commits only the bytes sent). That buffer grows with what has arrived, never to a size
+//! the peer only announced: by what the socket already holds (`FIONREAD`, when the stream
+//! tells, read in place), or else by what a read through the scratch buffer brings (kept as
+//! a `Vec` grows), so a frame in progress holds at most about twice its bytes received. The read that completes it also takes the bytes
+//! behind it (`readv`), so queued frames take one read each once the socket holds them. A
+//! read that starts a frame asks for a whole frame as large as the last one when that is
+//! larger than a read (up to 32 KiB), so frames of such a size sent one at a time take one
+//! read each too.
 
 use std::cell::RefCell;
-use std::io::{self, IoSliceMut, Read};
+use std::io::{self, IoSliceMut};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tungstenite::error::{CapacityError, Error, ProtocolError, Result};
@@ -18,15 +21,12 @@ use tungstenite::protocol::frame::FrameHeader;
 
 use super::fragments::{too_long, Fragments};
 use super::header;
-use super::{Limits, MAX_HEADER};
+use super::{Ahead, Limits, MAX_HEADER};
 
 thread_local! {
     /// Where reads of small frames land before their bytes are kept.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
-
-/// The first allocation for a large payload; it at most doubles as bytes arrive.
-const LARGE_FIRST: usize = 64 * 1024;
 
 /// Largest read asked for a whole frame as large as the connection's last one (see
 /// [`first_read`]).
@@ -87,7 +87,7 @@ impl Input {
     /// `WouldBlock` (as `Error::Io`) while it is incomplete.
     pub(super) fn next_frame(
         &mut self,
-        stream: &mut impl Read,
+        stream: &mut impl Ahead,
         limits: &Limits,
         fragments: &mut Option<Fragments>,
     ) -> Result<Option<(FrameHeader, Body)>> {
@@ -121,10 +121,12 @@ impl Input {
                     // of its payload came in: a header alone commits no large buffer.
                     let (mut buf, fragment) = match self.fragment_buffer(len, limits, fragments)? {
                         Some(buf) => (buf, true),
-                        // The size its first read grows it to (see `Large::read`).
-                        None => (Vec::with_capacity(grown(0, self.buf.len(), len)), false),
+                        None => (Vec::new(), false),
                     };
                     let start = buf.len();
+                    // Room for what arrived and what the socket holds (see `Large::read`).
+                    let room = (start + len).min(self.buf.len() + stream.available());
+                    buf.reserve_exact(room);
                     buf.extend_from_slice(&self.buf);
                     self.buf = BytesMut::new();
                     self.large = Some(Large {
@@ -202,13 +204,8 @@ impl Input {
         let fragments = match (header.opcode, fragments) {
             (OpCode::Data(Data::Continue), Some(fragments)) => fragments,
             (OpCode::Data(data @ (Data::Text | Data::Binary)), slot @ None) if !header.is_final => {
-                // Room for a few fragments of this size up front (fewer reallocations);
-                // memory is committed only as bytes arrive.
-                let room = len
-                    .saturating_mul(4)
-                    .min(4 * LARGE_FIRST)
-                    .min(limits.max_message);
-                slot.insert(Fragments::new(data == Data::Text, room))
+                // Its buffer grows as the fragments arrive (see `Large::read`).
+                slot.insert(Fragments::new(data == Data::Text, 0))
             }
             _ => return Ok(None),
         };
@@ -222,7 +219,7 @@ impl Input {
     /// allocated. When the read brought exactly one whole frame and
     /// nothing was buffered (the usual case with one request in flight), the frame's header
     /// is taken and its payload alone copied out: [`Filled::Frame`].
-    fn fill(&mut self, stream: &mut impl Read, limits: &Limits) -> Result<Filled> {
+    fn fill(&mut self, stream: &mut impl Ahead, limits: &Limits) -> Result<Filled> {
         let want = if self.partial() {
             limits.read_buffer
         } else {
@@ -259,21 +256,38 @@ enum Filled {
 }
 
 impl Large {
-    /// Reads more of a `len`-byte payload, growing the buffer with the bytes received (at
-    /// most doubling), so that a header alone commits little memory. The read that can
+    /// Reads more of a `len`-byte payload into the buffer, grown (once it is full) to hold
+    /// what the socket already holds, or else twice what arrived ([`grown`]): a peer that
+    /// only announced a large frame commits no more than it sent. The read that can
     /// complete the payload also takes up to `tail_max` bytes behind it (the next frame's
     /// header and first bytes) into `tail`, through the thread's scratch buffer: the last
     /// read of a payload is also the first of the next frame.
     fn read(
         &mut self,
-        stream: &mut impl Read,
+        stream: &mut impl Ahead,
         len: usize,
         tail: &mut BytesMut,
         tail_max: usize,
     ) -> io::Result<usize> {
         let end = self.start + len;
         if self.buf.len() == self.filled {
-            self.buf.resize(grown(self.start, self.filled, end), 0);
+            let available = stream.available();
+            if available == 0 {
+                // Nothing known to be waiting: a read's worth through the scratch buffer,
+                // and only what arrives is kept (the buffer grows as a `Vec` does, to at
+                // most twice what it holds).
+                let want = tail_max.min(end - self.filled);
+                return with_scratch(want, |scratch| {
+                    let n = stream.read(scratch)?;
+                    self.buf.extend_from_slice(&scratch[..n]);
+                    self.filled += n;
+                    Ok(n)
+                });
+            }
+            // Room for what the socket holds, read in place.
+            let room = end.min(self.filled + available);
+            self.buf.reserve_exact(room - self.buf.len());
+            self.buf.resize(room, 0);
         }
         if self.buf.len() < end {
             let n = stream.read(&mut self.buf[self.filled..])?;
@@ -323,15 +337,6 @@ fn check(header: &FrameHeader, len: u64, limits: &Limits) -> Result<usize> {
         }
     }
     Ok(len as usize)
-}
-
-/// The size a buffer holding `filled` bytes grows to for a payload that ends at `end` and
-/// starts at `start` (0 for a buffer of its own, the message so far for a fragment): at
-/// most double what it holds (for a fragment, the message so far counts, so that each
-/// fragment after the first takes one read when it is queued), at least `LARGE_FIRST` of
-/// the payload, at most its end.
-fn grown(start: usize, filled: usize, end: usize) -> usize {
-    end.min((filled * 2).max(start + LARGE_FIRST))
 }
 
 /// The size of a read that starts a frame: a read buffer, or a whole frame as large as the

@@ -36,6 +36,40 @@ use fragments::{too_long, Fragments};
 use input::{Body, Input};
 use output::{Output, Payload};
 
+/// A byte stream that may tell how many bytes a read could take now.
+pub(crate) trait Ahead: Read + Write {
+    /// Bytes ready to read without waiting; 0 when unknown.
+    fn available(&mut self) -> usize {
+        0
+    }
+}
+
+/// A stream that tells nothing ahead.
+struct Untold<'a, S>(&'a mut S);
+
+impl<S: Read + Write> Read for Untold<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        self.0.read_vectored(bufs)
+    }
+}
+
+impl<S: Read + Write> Write for Untold<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.write_vectored(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<S: Read + Write> Ahead for Untold<'_, S> {}
+
 /// The largest frame header (2 + 8 bytes of length + 4 of mask).
 const MAX_HEADER: usize = 14;
 
@@ -137,6 +171,12 @@ impl Framing {
     /// Reads the next message. `WouldBlock` (as `Error::Io`) when the stream has no more
     /// bytes for now; pongs and close replies are queued (and written by the next flush).
     pub fn read(&mut self, stream: &mut (impl Read + Write)) -> Result<Message> {
+        self.read_from(&mut Untold(stream))
+    }
+
+    /// [`read`](Self::read) from a stream that may tell how many bytes it holds (sizing the
+    /// buffer of a large payload by them).
+    pub(crate) fn read_from(&mut self, stream: &mut impl Ahead) -> Result<Message> {
         if matches!(self.state, CloseState::Terminated { .. }) {
             return Err(Error::AlreadyClosed);
         }

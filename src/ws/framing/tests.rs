@@ -8,7 +8,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use super::Framing;
+use super::{Ahead, Framing};
 use crate::ws::WebSocketConfig;
 
 /// Input handed out at most `chunk` bytes per read (`WouldBlock` when empty); records the
@@ -55,6 +55,13 @@ impl Read for Stream {
         }
         self.at += n;
         Ok(n)
+    }
+}
+
+/// What has "arrived" of the input, as `FIONREAD` tells a socket's: up to a chunk.
+impl Ahead for Stream {
+    fn available(&mut self) -> usize {
+        self.chunk.min(self.input.len() - self.at)
     }
 }
 
@@ -114,13 +121,13 @@ fn rfc6455_masked_hello_byte_by_byte_and_nothing_held_after() {
     ];
     let mut ws = framing();
     let mut stream = Stream::new(input, 1);
-    let mut result = ws.read(&mut stream);
+    let mut result = ws.read_from(&mut stream);
     while matches!(&result, Err(e) if would_block(e)) && stream.at < stream.input.len() {
-        result = ws.read(&mut stream);
+        result = ws.read_from(&mut stream);
     }
     assert_eq!(result.unwrap(), Message::Text("Hello".into()));
     assert_eq!(ws.held(), 0);
-    assert!(would_block(&ws.read(&mut stream).unwrap_err()));
+    assert!(would_block(&ws.read_from(&mut stream).unwrap_err()));
     assert_eq!(ws.held(), 0);
 }
 
@@ -136,7 +143,7 @@ fn a_read_of_exactly_one_frame_gives_its_payload_and_keeps_nothing() {
     let mut ws = framing();
     for (bytes, expected) in frames {
         let mut stream = Stream::new(bytes.clone(), bytes.len());
-        assert_eq!(ws.read(&mut stream).unwrap(), expected);
+        assert_eq!(ws.read_from(&mut stream).unwrap(), expected);
         assert_eq!(stream.asked.len(), 1);
         assert_eq!(ws.input.buffered(), 0);
     }
@@ -166,7 +173,7 @@ fn a_read_of_exactly_one_frame_gives_its_payload_and_keeps_nothing() {
     for (bytes, expected) in cases {
         let mut ws = framing();
         let mut stream = Stream::new(bytes.clone(), bytes.len());
-        let e = ws.read(&mut stream).unwrap_err();
+        let e = ws.read_from(&mut stream).unwrap_err();
         assert!(expected(&e), "{e:?}");
     }
 }
@@ -180,7 +187,7 @@ fn pipelined_frames_behind_the_upgrade_head_then_in_one_read() {
     input.extend(frame(true, 1, b"fourth"));
     let mut stream = Stream::new(input, usize::MAX);
     let mut got = Vec::new();
-    while let Ok(message) = ws.read(&mut stream) {
+    while let Ok(message) = ws.read_from(&mut stream) {
         got.push(message);
     }
     assert_eq!(
@@ -202,7 +209,7 @@ fn a_large_payload_is_read_into_its_own_buffer_with_large_reads() {
     let mut ws = Framing::new(&[], &config);
     let mut stream = Stream::new(frame(true, 2, &payload), usize::MAX);
     assert_eq!(
-        ws.read(&mut stream).unwrap(),
+        ws.read_from(&mut stream).unwrap(),
         Message::Binary(payload.into())
     );
     // One small read brings the header and the start, one more the rest of the payload.
@@ -226,7 +233,7 @@ fn large_fragments_are_read_straight_into_the_message() {
     let mut ws = framing();
     let mut stream = Stream::new(input, usize::MAX);
     assert_eq!(
-        ws.read(&mut stream).unwrap(),
+        ws.read_from(&mut stream).unwrap(),
         Message::Text(text.as_str().into())
     );
     // One 4 KiB read (the first header and start), then one per fragment: the rest of its
@@ -245,7 +252,7 @@ fn frames_as_large_as_the_last_take_one_read_each() {
         let payload = vec![round; 16 * 1024];
         let mut stream = Stream::new(frame(true, 2, &payload), usize::MAX);
         assert_eq!(
-            ws.read(&mut stream).unwrap(),
+            ws.read_from(&mut stream).unwrap(),
             Message::Binary(payload.into())
         );
         asked.push(stream.asked);
@@ -256,8 +263,8 @@ fn frames_as_large_as_the_last_take_one_read_each() {
     // A small frame after them: read whole from the large read, and the next read is a
     // read buffer again.
     let mut stream = Stream::new([frame(true, 1, b"a"), frame(true, 1, b"b")].concat(), 3);
-    assert_eq!(ws.read(&mut stream).unwrap(), Message::text("a"));
-    assert_eq!(ws.read(&mut stream).unwrap(), Message::text("b"));
+    assert_eq!(ws.read_from(&mut stream).unwrap(), Message::text("a"));
+    assert_eq!(ws.read_from(&mut stream).unwrap(), Message::text("b"));
     assert_eq!(stream.asked[0], 16 * 1024 + super::MAX_HEADER);
     assert!(
         stream.asked[1..].iter().all(|&n| n == 4096),
@@ -286,16 +293,19 @@ fn queued_large_frames_take_one_read_each() {
     let mut stream = Stream::new(input, usize::MAX);
     for p in &payloads {
         assert_eq!(
-            ws.read(&mut stream).unwrap(),
+            ws.read_from(&mut stream).unwrap(),
             Message::Binary(p.clone().into())
         );
     }
-    assert_eq!(ws.read(&mut stream).unwrap(), Message::text("small behind"));
+    assert_eq!(
+        ws.read_from(&mut stream).unwrap(),
+        Message::text("small behind")
+    );
     // The first read brings a header and the start of the first payload; each later read
     // the rest of a payload and what follows it, up to one read buffer.
     assert_eq!(stream.asked.len(), 1 + payloads.len(), "{:?}", stream.asked);
     assert_eq!(stream.asked[0], config.read_buffer_size);
-    assert!(would_block(&ws.read(&mut stream).unwrap_err()));
+    assert!(would_block(&ws.read_from(&mut stream).unwrap_err()));
     assert_eq!(ws.held(), 0);
 }
 
@@ -309,10 +319,13 @@ fn large_fragments_after_the_first_take_one_read_each() {
     }
     let mut ws = Framing::new(&[], &config);
     let mut stream = Stream::new(input, usize::MAX);
-    assert_eq!(ws.read(&mut stream).unwrap(), Message::Binary(data.into()));
-    // The first fragment: a read buffer, then 64 KiB, 128 KiB, all of it (doubling); each
-    // later one: one read into the message's buffer, grown to hold it.
-    assert_eq!(stream.asked.len(), 1 + 3 + 3, "{:?}", stream.asked);
+    assert_eq!(
+        ws.read_from(&mut stream).unwrap(),
+        Message::Binary(data.into())
+    );
+    // A read buffer, then one read per fragment: into the message's buffer, grown to what
+    // the socket holds.
+    assert_eq!(stream.asked.len(), 1 + 4, "{:?}", stream.asked);
     assert_eq!(ws.held(), 0);
 }
 
@@ -376,7 +389,7 @@ fn a_large_payload_arriving_in_pieces_ends_on_a_frame_boundary() {
         let mut stream = Stream::new(input.clone(), chunk);
         let mut got = Vec::new();
         while got.len() < 3 {
-            match ws.read(&mut stream) {
+            match ws.read_from(&mut stream) {
                 Ok(m) => got.push(m),
                 Err(e) if would_block(&e) => assert!(stream.at < stream.input.len()),
                 Err(e) => panic!("{e}"),
@@ -404,7 +417,7 @@ fn a_fragment_over_the_message_limit_fails_before_its_payload_is_read() {
     let mut ws = framing();
     let mut stream = Stream::new(input, usize::MAX);
     assert!(matches!(
-        ws.read(&mut stream),
+        ws.read_from(&mut stream),
         Err(Error::Capacity(CapacityError::MessageTooLong { .. }))
     ));
     assert!(stream.at <= before + 4096, "read {} of {before}", stream.at);
@@ -419,9 +432,9 @@ fn invalid_utf8_in_a_large_fragment_fails_at_that_fragment() {
     input.extend(frame(true, 0, &[b'c'; 8 * 1024]));
     let mut ws = framing();
     let mut stream = Stream::new(input, 6 * 1024);
-    let mut result = ws.read(&mut stream);
+    let mut result = ws.read_from(&mut stream);
     while matches!(&result, Err(e) if would_block(e)) && stream.at < stream.input.len() {
-        result = ws.read(&mut stream);
+        result = ws.read_from(&mut stream);
     }
     assert!(matches!(result, Err(Error::Utf8(_))), "{result:?}");
     assert!(stream.at < 3 * 8 * 1024, "failed before the last fragment");
@@ -438,14 +451,14 @@ fn a_large_header_commits_only_the_bytes_sent_until_half_a_read_arrived() {
         let mut input = frame(first, 2, &vec![0; 16 << 20]);
         input.truncate(14 + 100);
         let mut stream = Stream::new(input, usize::MAX);
-        assert!(would_block(&ws.read(&mut stream).unwrap_err()));
+        assert!(would_block(&ws.read_from(&mut stream).unwrap_err()));
         assert!(ws.held() <= 1024, "{}", ws.held());
         // Half a read of payload: now a buffer of its own, growing with what arrives.
         let mut ws = Framing::new(&[], &config);
         let mut input = frame(first, 2, &vec![0; 16 << 20]);
         input.truncate(14 + 4000);
         let mut stream = Stream::new(input, usize::MAX);
-        assert!(would_block(&ws.read(&mut stream).unwrap_err()));
+        assert!(would_block(&ws.read_from(&mut stream).unwrap_err()));
         assert!(ws.held() <= 4 * 64 * 1024, "{}", ws.held());
     }
 }
@@ -461,7 +474,7 @@ fn fragments_reassemble_a_character_split_across_them() {
     let mut stream = Stream::new(input, 3);
     let mut got = Vec::new();
     loop {
-        match ws.read(&mut stream) {
+        match ws.read_from(&mut stream) {
             Ok(message) => got.push(message),
             Err(e) if would_block(&e) && stream.at < stream.input.len() => {}
             Err(_) => break,
@@ -482,12 +495,12 @@ fn invalid_utf8_fails_at_the_first_bad_fragment() {
     input.extend(frame(true, 0, b"never read"));
     let mut ws = framing();
     let mut stream = Stream::new(input.clone(), 6 + 4);
-    assert!(matches!(ws.read(&mut stream), Err(Error::Utf8(_))));
+    assert!(matches!(ws.read_from(&mut stream), Err(Error::Utf8(_))));
     assert_eq!(stream.at, 10, "failed before reading the next fragment");
     // In a single frame too.
     let mut ws = framing();
     let mut stream = Stream::new(frame(true, 1, b"\xc3\x28"), usize::MAX);
-    assert!(matches!(ws.read(&mut stream), Err(Error::Utf8(_))));
+    assert!(matches!(ws.read_from(&mut stream), Err(Error::Utf8(_))));
 }
 
 #[test]
@@ -555,23 +568,32 @@ fn a_peer_close_is_answered_then_the_stream_ends() {
         code: CloseCode::Normal,
         reason: "bye".into(),
     };
-    assert_eq!(ws.read(&mut stream).unwrap(), Message::Close(Some(close)));
+    assert_eq!(
+        ws.read_from(&mut stream).unwrap(),
+        Message::Close(Some(close))
+    );
     assert!(!ws.can_write());
     assert!(matches!(
         ws.write(Message::Text("late".into())),
         Err(Error::Protocol(ProtocolError::SendAfterClosing))
     ));
     // The next read writes the echoed close and ends: nothing after a Close is read.
-    assert!(matches!(ws.read(&mut stream), Err(Error::ConnectionClosed)));
+    assert!(matches!(
+        ws.read_from(&mut stream),
+        Err(Error::ConnectionClosed)
+    ));
     assert_eq!(stream.output, [0x88, 0x05, 0x03, 0xe8, b'b', b'y', b'e']);
-    assert!(matches!(ws.read(&mut stream), Err(Error::AlreadyClosed)));
+    assert!(matches!(
+        ws.read_from(&mut stream),
+        Err(Error::AlreadyClosed)
+    ));
 }
 
 #[test]
 fn a_close_with_a_reserved_code_is_answered_with_1002() {
     let mut ws = framing();
     let mut stream = Stream::new(frame(true, 8, &1005u16.to_be_bytes()), usize::MAX);
-    let Message::Close(Some(reported)) = ws.read(&mut stream).unwrap() else {
+    let Message::Close(Some(reported)) = ws.read_from(&mut stream).unwrap() else {
         panic!("a close");
     };
     assert_eq!(reported.code, CloseCode::Protocol);
@@ -591,10 +613,13 @@ fn our_close_then_the_peers_reply() {
     ws.flush(&mut stream).unwrap();
     assert_eq!(stream.output, [0x88, 0x02, 0x03, 0xe9]);
     assert!(matches!(
-        ws.read(&mut stream).unwrap(),
+        ws.read_from(&mut stream).unwrap(),
         Message::Close(Some(_))
     ));
-    assert!(matches!(ws.read(&mut stream), Err(Error::ConnectionClosed)));
+    assert!(matches!(
+        ws.read_from(&mut stream),
+        Err(Error::ConnectionClosed)
+    ));
 }
 
 #[test]
@@ -615,8 +640,14 @@ fn a_full_write_buffer_gives_the_message_back_and_keeps_the_latest_pong() {
     pings.extend(frame(true, 9, &[2; 100]));
     let mut stream = Stream::new(pings, usize::MAX);
     stream.writable = false;
-    assert!(matches!(ws.read(&mut stream).unwrap(), Message::Ping(_)));
-    assert!(matches!(ws.read(&mut stream).unwrap(), Message::Ping(_)));
+    assert!(matches!(
+        ws.read_from(&mut stream).unwrap(),
+        Message::Ping(_)
+    ));
+    assert!(matches!(
+        ws.read_from(&mut stream).unwrap(),
+        Message::Ping(_)
+    ));
     stream.writable = true;
     ws.flush(&mut stream).unwrap();
     // Two data frames, then one pong: the newer ping's.
@@ -639,5 +670,54 @@ fn unmask_matches_the_bytewise_definition_at_every_length_and_offset() {
             .map(|(i, b)| b ^ mask[i % 4])
             .collect();
         assert_eq!(fast, slow, "len {len}");
+    }
+}
+
+/// The bytes a framing holds after `sent` bytes of a frame (or message) announced as much
+/// larger arrived, `chunk` bytes per read, through a stream that tells (`hinted`) what it
+/// holds or not.
+fn held_after(input: &[u8], sent: usize, chunk: usize, hinted: bool) -> usize {
+    let limits = WebSocketConfig::default()
+        .max_frame_size(16 << 20)
+        .max_message_size(16 << 20);
+    let mut ws = Framing::new(&[], &limits);
+    let mut stream = Stream::new(input[..sent].to_vec(), chunk);
+    loop {
+        let read = if hinted {
+            ws.read_from(&mut stream)
+        } else {
+            ws.read(&mut stream)
+        };
+        match read {
+            Err(e) if would_block(&e) && stream.at == sent => return ws.held(),
+            Err(e) if would_block(&e) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_frame_in_progress_holds_about_twice_what_arrived_of_it() {
+    // An 8 MiB frame announced, 10 KB of it sent; a fragmented message likewise (its first
+    // fragment announced as 8 MiB); arriving at once, or a kilobyte at a time.
+    let big = vec![9u8; 8 << 20];
+    let single = frame(true, 2, &big);
+    let fragmented = [frame(false, 2, &big), frame(true, 0, b"end")].concat();
+    for input in [&single, &fragmented] {
+        for (chunk, hinted) in [
+            (usize::MAX, false),
+            (usize::MAX, true),
+            (1024, false),
+            (1024, true),
+        ] {
+            for sent in [100, 1024, 10 * 1024, 100 * 1024] {
+                let held = held_after(input, sent, chunk, hinted);
+                let bound = (sent * 5 / 2).max(4096 * 2);
+                assert!(
+                    held <= bound,
+                    "{held} bytes held for {sent} sent (chunk {chunk}, hinted {hinted})"
+                );
+            }
+        }
     }
 }
