@@ -173,7 +173,9 @@ impl WebSocketConfig {
     /// Bytes asked of the socket per read. Nothing is held while a connection is idle: a
     /// read lands in one per-thread buffer of this size and only the bytes received are
     /// kept until parsed; a payload larger than this is read straight into a buffer of its
-    /// own. A read that starts a frame asks for more when the connection's last frame was
+    /// own, grown with what has arrived (what the socket holds, or a read at a time), so a
+    /// frame or message in progress holds at most about twice its bytes received, whatever
+    /// size its header announced. A read that starts a frame asks for more when the connection's last frame was
     /// larger than this (a whole frame of that size, up to 32 KiB, into the same per-thread
     /// buffer). Default 4 KiB.
     pub fn get_read_buffer_size(&self) -> usize {
