@@ -4,7 +4,7 @@ use std::any::TypeId;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::error::Result;
 use crate::providers::{Instance, Providers, Scope};
@@ -17,6 +17,11 @@ use crate::ws::{AuthIdentity, Headers};
 pub struct RequestId(Arc<str>);
 
 impl RequestId {
+    /// The id of connection `connection_id` upgraded at `unix_ms`: `req-<unix_ms>-<seq>`.
+    pub(crate) fn text(unix_ms: u64, connection_id: u64) -> String {
+        format!("req-{unix_ms}-{connection_id}")
+    }
+
     /// Wraps a string.
     pub fn new(value: impl Into<String>) -> Self {
         RequestId(Arc::from(value.into()))
@@ -66,7 +71,11 @@ struct ContextInner {
     /// The providers, resolving in this context's request scope.
     providers: Providers,
     connection_id: u64,
-    request_id: RequestId,
+    /// Made at the first call of `request_id` from `upgraded_ms` (most connections never
+    /// ask for it).
+    request_id: OnceLock<RequestId>,
+    /// When the connection was upgraded (Unix time in milliseconds).
+    upgraded_ms: u64,
     handshake: Handshake,
     /// The instances of request-scoped providers made in this scope.
     made: Mutex<Vec<(TypeId, Instance)>>,
@@ -74,10 +83,17 @@ struct ContextInner {
 
 /// A context is a request scope: its request id and identity resolve as providers, and
 /// request-scoped providers are made once in it.
+impl ContextInner {
+    fn request_id(&self) -> &RequestId {
+        self.request_id
+            .get_or_init(|| RequestId::new(RequestId::text(self.upgraded_ms, self.connection_id)))
+    }
+}
+
 impl Scope for ContextInner {
     fn own(&self, id: TypeId) -> Option<Instance> {
         if id == TypeId::of::<RequestId>() {
-            return Some(Arc::new(self.request_id.clone()));
+            return Some(Arc::new(self.request_id().clone()));
         }
         if id == TypeId::of::<AuthIdentity>() {
             let identity = self.handshake.identity.clone()?;
@@ -140,11 +156,24 @@ pub(crate) fn parts() -> Vec<(&'static str, usize)> {
 }
 
 impl WebSocketContext {
-    /// The one constructor.
+    /// A context with the request id `request_id`.
     pub(crate) fn new(
         providers: Providers,
         connection_id: u64,
         request_id: RequestId,
+        handshake: Handshake,
+    ) -> Self {
+        let ctx = Self::upgraded(providers, connection_id, 0, handshake);
+        let _ = ctx.inner.request_id.set(request_id);
+        ctx
+    }
+
+    /// The context of connection `connection_id`, upgraded at `upgraded_ms` (Unix time in
+    /// milliseconds): its request id is [`RequestId::text`] of both.
+    pub(crate) fn upgraded(
+        providers: Providers,
+        connection_id: u64,
+        upgraded_ms: u64,
         handshake: Handshake,
     ) -> Self {
         let inner = Arc::new_cyclic(|scope: &Weak<ContextInner>| {
@@ -152,12 +181,17 @@ impl WebSocketContext {
             ContextInner {
                 providers: providers.scoped(scope),
                 connection_id,
-                request_id,
+                request_id: OnceLock::new(),
+                upgraded_ms,
                 handshake,
                 made: Mutex::default(),
             }
         });
         WebSocketContext { inner }
+    }
+
+    fn request_id_ref(&self) -> &RequestId {
+        self.inner.request_id()
     }
 
     /// A context outside any connection, over `providers` (for tests and tools).
@@ -195,7 +229,7 @@ impl WebSocketContext {
 
     /// The connection's request id (always present; `Option` as in NestForge).
     pub fn request_id(&self) -> Option<&RequestId> {
-        Some(&self.inner.request_id)
+        Some(self.request_id_ref())
     }
 
     /// The upgrade request's path, without the query.

@@ -67,13 +67,15 @@ fn ten_thousand_connections_each_answer_within_48_mb() {
         assert_eq!((opcode, payload), (2, (i as u32).to_be_bytes().to_vec()));
     }
     let answered = rss_bytes(child.id());
+    let peak = peak_rss_bytes(child.id());
     eprintln!(
         "{CONNECTIONS} connections: server RSS {:.1} MB idle, {:.1} MB with all open, \
-         {:.1} MB after each answered ({:.0} bytes per connection)",
+         {:.1} MB after each answered ({:.0} bytes per connection), peak {:.1} MB",
         idle as f64 / 1e6,
         open as f64 / 1e6,
         answered as f64 / 1e6,
-        answered.saturating_sub(idle) as f64 / CONNECTIONS as f64
+        answered.saturating_sub(idle) as f64 / CONNECTIONS as f64,
+        peak as f64 / 1e6,
     );
     child.kill().unwrap();
     child.wait().unwrap();

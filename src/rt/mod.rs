@@ -7,6 +7,7 @@
 //! [`Timer`], [`Tasks`] and [`block_on`].
 
 mod counter;
+mod deadlines;
 mod io;
 mod listener;
 #[cfg(feature = "signal")]
@@ -25,6 +26,7 @@ mod sys;
 use std::future::Future;
 
 pub(crate) use counter::Counter;
+pub(crate) use deadlines::Deadlines;
 #[cfg(feature = "mqtt")]
 pub(crate) use io::connect;
 pub(crate) use io::{AnyStream, Io, Stream};

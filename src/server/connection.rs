@@ -1,6 +1,7 @@
 //! One connection's life: counted against the limit, upgraded, handed to its gateway,
 //! closed, reported to `on_disconnect` exactly once.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -19,55 +20,80 @@ use crate::rt::{Stream, Timer};
 use crate::ws::{CloseInfo, Conn, Home, Outbox, Rejection, Stats, WebSocket};
 
 impl Server {
-    pub(super) async fn serve_io(&self, mut io: Stream, peer: Option<SocketAddr>) {
+    /// Serves one accepted stream. The upgrade runs in a boxed future of its own, freed once
+    /// it is answered: a live connection's task holds only what the live connection needs
+    /// (BENCHMARKS.md#memory-per-connection).
+    pub(super) fn serve_io(
+        &self,
+        io: Stream,
+        peer: Option<SocketAddr>,
+    ) -> impl Future<Output = ()> + '_ {
+        let accept = Box::pin(self.accept(io, peer));
+        async move {
+            if let Some((open, mount, ctx, conn)) = accept.await {
+                self.run(open, mount, ctx, conn).await;
+            }
+        }
+    }
+
+    /// Counts the connection against the limit and upgrades it: the live connection, or
+    /// `None` once the rejection (or health answer) is written.
+    async fn accept(
+        &self,
+        mut io: Stream,
+        peer: Option<SocketAddr>,
+    ) -> Option<(OpenGuard<'_>, &Mount, WebSocketContext, Box<Conn>)> {
         let shared = &*self.shared;
         let open = shared.stats.open.add(1) + 1;
         Stats::add(&shared.stats.total, 1);
-        let _open = OpenGuard(shared);
+        let guard = OpenGuard(shared);
         if open > shared.config.max_connections as u64 || shared.signal.is_set() {
             event!(warn, "refusing {peer:?}: {open} connections open");
             shared
                 .reject(&mut io, Rejection::new(503, "server busy"))
                 .await;
-            return;
+            return None;
         }
         let deadline = shared.config.handshake_timeout;
         let timeout = async {
             Timer::after(deadline).await;
             Err(Some(Rejection::new(408, "handshake timeout")))
         };
-        // Boxed, like the closing below: a connection's future then holds only what a live
-        // connection needs (BENCHMARKS.md#memory-per-connection).
-        let accepted = or(Box::pin(shared.handshake(&mut io, peer)), Box::pin(timeout)).await;
+        let accepted = or(shared.handshake(&mut io, peer), timeout).await;
         let (mount, ctx, read_ahead) = match accepted {
             Ok(accepted) => accepted,
-            Err(Some(rejection)) => return shared.reject(&mut io, rejection).await,
-            Err(None) => return, // answered (health) or the peer went away
+            Err(Some(rejection)) => {
+                shared.reject(&mut io, rejection).await;
+                return None;
+            }
+            Err(None) => return None, // answered (health) or the peer went away
         };
-        self.run(mount, ctx, io, read_ahead, peer).await;
-    }
-
-    async fn run(
-        &self,
-        mount: &Mount,
-        ctx: WebSocketContext,
-        io: Stream,
-        read_ahead: Vec<u8>,
-        peer: Option<SocketAddr>,
-    ) {
-        let shared = &*self.shared;
-        let outbox = Arc::new(Outbox::new(
-            mount.config.outbound_queue,
-            mount.config.overflow,
-        ));
+        event!(info, "conn={} connected from {peer:?}", ctx.connection_id());
         let conn = Conn::new(
             io,
             read_ahead,
             Arc::clone(&mount.config),
             Arc::clone(&shared.stats),
             Arc::clone(&shared.signal),
-        )
-        .attach(ctx.connection_id(), Arc::clone(&outbox));
+            Arc::clone(&shared.deadlines),
+        );
+        Some((guard, mount, ctx, Box::new(conn)))
+    }
+
+    /// Runs the gateway on the upgraded connection, then closes it.
+    async fn run(
+        &self,
+        _open: OpenGuard<'_>,
+        mount: &Mount,
+        ctx: WebSocketContext,
+        mut conn: Box<Conn>,
+    ) {
+        let shared = &*self.shared;
+        let outbox = Arc::new(Outbox::new(
+            mount.config.outbound_queue,
+            mount.config.overflow,
+        ));
+        conn.attach(ctx.connection_id(), Arc::clone(&outbox));
         let connections = shared.providers.get::<Connections>();
         if let Some(connections) = connections {
             connections.register(ctx.connection_id(), outbox);
@@ -81,19 +107,19 @@ impl Server {
             conn: None,
             done: false,
         };
-        event!(info, "conn={} connected from {peer:?}", ctx.connection_id());
-        let socket = WebSocket::new(Box::new(conn), Arc::clone(&home));
-        let future = mount.gateway.on_connect(ctx.clone(), socket);
+        let socket = WebSocket::new(conn, home);
+        let future = mount.gateway.on_connect(ctx, socket);
         let panicked = AssertUnwindSafe(future).catch_unwind().await.is_err();
         // The connection stays in the guard while it closes, so that a shutdown deadline
         // that drops this task still reports how it ended.
-        guard.conn = lock(&home).take();
+        guard.conn = lock(&guard.home).take();
         let code = if panicked {
             CloseCode::Error
         } else {
             CloseCode::Normal
         };
         let info = match guard.conn.as_mut() {
+            // Boxed: the close's future is carried only while closing.
             Some(conn) => Box::pin(conn.finish(code)).await,
             // The gateway kept the socket past its future; it is closed when dropped.
             None => CloseInfo::vanished(),
@@ -102,17 +128,17 @@ impl Server {
         event!(
             info,
             "conn={} disconnected code={} by_peer={} after {:?}",
-            ctx.connection_id(),
+            guard.ctx.connection_id(),
             info.code,
             info.by_peer,
             info.duration
         );
-        mount.gateway.on_disconnect(&ctx, &info);
+        mount.gateway.on_disconnect(&guard.ctx, &info);
     }
 }
 
 /// Keeps `open` exact however the connection task ends.
-struct OpenGuard<'a>(&'a Shared);
+pub(super) struct OpenGuard<'a>(&'a Shared);
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {

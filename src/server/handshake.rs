@@ -81,9 +81,10 @@ impl Shared {
             .duration_since(UNIX_EPOCH)
             // As u64 (enough for 500 million years): no u128 formatting code in the binary.
             .map_or(0, |d| d.as_millis() as u64);
-        let request_id = RequestId::new(format!("req-{millis}-{id}"));
+        let request_id = RequestId::text(millis, id);
         let mut out = Vec::with_capacity(256);
         upgrade::write_switching_protocols(&mut out, &key, protocol.as_deref(), &request_id);
+        drop(request_id);
         io.write_all(&out).await.map_err(|_| None)?;
         io.flush().await.map_err(|_| None)?;
         let head_len = request.head_len();
@@ -97,7 +98,7 @@ impl Shared {
             identity,
             protocol,
         };
-        let ctx = WebSocketContext::new(self.providers.clone(), id, request_id, handshake);
+        let ctx = WebSocketContext::upgraded(self.providers.clone(), id, millis, handshake);
         Ok((mount, ctx, buf))
     }
 

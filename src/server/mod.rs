@@ -29,7 +29,7 @@ use crate::log::event;
 use crate::providers::{Lifecycle, Phase, Providers};
 use crate::push::Connections;
 use crate::rt::sync::lock;
-use crate::rt::{AnyStream, Counter, Listener, OwnWakeups, Signal, Tasks, Timer};
+use crate::rt::{AnyStream, Counter, Deadlines, Listener, OwnWakeups, Signal, Tasks, Timer};
 use crate::spawner::Spawner;
 use crate::ws::{Stats, StatsSnapshot, WebSocketConfig};
 
@@ -70,6 +70,8 @@ struct Shared {
     stats: Arc<Stats>,
     next_id: Counter,
     signal: Arc<Signal>,
+    /// The connections' ping and idle deadlines, on one timer.
+    deadlines: Arc<Deadlines>,
     /// Notified when the last open connection closes.
     all_closed: Event,
 }
@@ -94,6 +96,7 @@ impl Server {
                 stats: Arc::default(),
                 next_id: Counter::new(1),
                 signal: Arc::default(),
+                deadlines: Deadlines::new(),
                 all_closed: Event::new(),
             }),
         }

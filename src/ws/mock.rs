@@ -84,6 +84,7 @@ impl Mock {
             Arc::new(config),
             Arc::default(),
             Arc::default(),
+            crate::rt::Deadlines::new(),
         )
     }
 

@@ -13,7 +13,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use super::conn::{Conn, Flush, Sending};
+use super::conn::{Conn, Flush};
 use crate::error::{Error, Result};
 use crate::rt::sync::lock;
 
@@ -83,8 +83,6 @@ pub(crate) type Home = Arc<Mutex<Option<Box<Conn>>>>;
 pub struct WebSocket {
     conn: Option<Box<Conn>>,
     home: Home,
-    /// The `Sink` side's message in progress (at most one).
-    sink: Sending,
 }
 
 impl WebSocket {
@@ -92,21 +90,13 @@ impl WebSocket {
         WebSocket {
             conn: Some(conn),
             home,
-            sink: Sending::default(),
         }
-    }
-
-    /// The connection and the `Sink` state, borrowed apart.
-    fn parts(&mut self) -> (&mut Conn, &mut Sending) {
-        // Only `Drop` takes the connection out.
-        let conn = self.conn.as_mut().expect("connection present until drop");
-        (conn, &mut self.sink)
     }
 
     /// Drives the `Sink`'s message; records whether it is parked on the socket.
     fn poll_sink(&mut self, cx: &mut Context<'_>, flush: Flush) -> Poll<Result<()>> {
-        let (conn, sink) = self.parts();
-        let result = conn.poll_send(cx, sink, flush);
+        let conn = self.conn();
+        let result = conn.poll_sink(cx, flush);
         conn.park_sink(result.is_pending());
         if let Poll::Ready(Err(_)) = result {
             // The connection failed; a reader parked on another task must see it end.
@@ -137,7 +127,7 @@ impl WebSocket {
     /// Waits for a peer that does not read at most `send_timeout`, then closes it with 1008
     /// and returns an error.
     pub async fn send(&mut self, message: Message) -> Result<()> {
-        if self.sink.message.is_some() {
+        if self.conn().sink_holds_message() {
             // A message fed through the `Sink` goes first.
             poll_fn(|cx| self.poll_sink(cx, Flush::No)).await?;
         }
@@ -194,23 +184,22 @@ impl Sink<Message> for WebSocket {
     /// room when full, waiting at most `send_timeout`).
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
-        if this.sink.message.is_none() {
+        if !this.conn().sink_holds_message() {
             return Poll::Ready(Ok(()));
         }
         this.poll_sink(cx, Flush::No)
     }
 
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<()> {
-        let this = self.get_mut();
-        let (conn, sink) = this.parts();
+        let conn = self.get_mut().conn();
         conn.check_open()?;
-        if sink.message.is_some() {
+        if conn.sink_holds_message() {
             // `poll_ready` was skipped: refuse rather than queue.
             return Err(Error::WebSocket(tungstenite::Error::WriteBufferFull(
                 Box::new(message),
             )));
         }
-        sink.message = Some(message);
+        conn.sink_message(message);
         Ok(())
     }
 
@@ -221,12 +210,12 @@ impl Sink<Message> for WebSocket {
     /// Flushes, then sends Close 1000 (unless a close is under way) and flushes it.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
-        if this.sink.message.is_some() {
+        if this.conn().sink_holds_message() {
             futures_lite::ready!(this.poll_sink(cx, Flush::Batched))?;
         }
-        let (conn, sink) = this.parts();
+        let conn = this.conn();
         if conn.can_close() {
-            sink.message = Some(Message::Close(Some(CloseFrame {
+            conn.sink_message(Message::Close(Some(CloseFrame {
                 code: CloseCode::Normal,
                 reason: "".into(),
             })));

@@ -337,19 +337,13 @@ fn status_text(status: u16) -> &'static str {
 }
 
 /// The upgrade request's headers: read-only, bounded by the configured head limits.
-/// Names are matched case-insensitively. Stored in one buffer (two allocations in all).
+/// Names are matched case-insensitively. Stored in one allocation.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    /// Names and values, back to back.
+    /// Per header: its name's and its value's lengths (`u32`, little-endian), then the name
+    /// and the value.
     data: Box<[u8]>,
-    /// Per header: where its name and its value are in `data`.
-    spans: Box<[Span]>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Span {
-    name: (u32, u32),
-    value: (u32, u32),
+    len: u32,
 }
 
 impl Headers {
@@ -379,28 +373,20 @@ impl Headers {
 
     /// Copies `(name, value)` pairs (from a parsed head, so bounded by the head size).
     pub(crate) fn collect<'h>(pairs: impl Iterator<Item = (&'h str, &'h [u8])> + Clone) -> Self {
-        let total = pairs.clone().map(|(n, v)| n.len() + v.len()).sum();
+        let total = pairs.clone().map(|(n, v)| 8 + n.len() + v.len()).sum();
         let mut data = Vec::with_capacity(total);
-        let mut spans = Vec::with_capacity(pairs.size_hint().0);
-        let mut push = |bytes: &[u8]| {
-            let start = data.len() as u32;
-            data.extend_from_slice(bytes);
-            (start, bytes.len() as u32)
-        };
+        let mut len = 0;
         for (name, value) in pairs {
-            spans.push(Span {
-                name: push(name.as_bytes()),
-                value: push(value),
-            });
+            data.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            data.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            data.extend_from_slice(name.as_bytes());
+            data.extend_from_slice(value);
+            len += 1;
         }
         Headers {
             data: data.into(),
-            spans: spans.into(),
+            len,
         }
-    }
-
-    fn slice(&self, (start, len): (u32, u32)) -> &[u8] {
-        &self.data[start as usize..(start + len) as usize]
     }
 
     /// The first value of header `name` as text, if present and valid UTF-8.
@@ -418,21 +404,27 @@ impl Headers {
 
     /// All headers in request order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.spans.iter().map(|span| {
+        let mut rest = &self.data[..];
+        std::iter::from_fn(move || {
+            let (lens, tail) = rest.split_first_chunk::<8>()?;
+            let name_len = u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
+            let value_len = u32::from_le_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
+            let (name, tail) = tail.split_at(name_len);
+            let (value, tail) = tail.split_at(value_len);
+            rest = tail;
             // Names come from a parsed head: HTTP tokens, which are ASCII.
-            let name = std::str::from_utf8(self.slice(span.name)).unwrap_or("");
-            (name, self.slice(span.value))
+            Some((std::str::from_utf8(name).unwrap_or(""), value))
         })
     }
 
     /// Number of headers.
     pub fn len(&self) -> usize {
-        self.spans.len()
+        self.len as usize
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.len == 0
     }
 }
 

@@ -32,7 +32,7 @@ use super::framing::Framing;
 use super::{Outbox, Stats, WebSocketConfig};
 use crate::error::{Error, Result};
 use crate::log::event;
-use crate::rt::{self, Signal, Stream, Timer};
+use crate::rt::{self, Deadlines, Signal, Stream};
 use live::{still_empty, would_block, Live};
 
 pub(crate) struct Conn {
@@ -62,16 +62,19 @@ pub(crate) struct Conn {
     /// or the two tasks would take turns replacing each other's write waker (each
     /// replacement wakes the other) for as long as the peer is slow.
     sink_parked: bool,
+    /// The `Sink`'s message in progress (made at the first `start_send`, then kept).
+    sink: Option<Box<Sending>>,
     config: Arc<WebSocketConfig>,
     stats: Arc<Stats>,
     opened: Instant,
     last_seen: Instant,
-    /// The ping interval's timer and when it fires next.
-    ping_timer: Option<(Timer, Instant)>,
-    /// The idle timeout's timer and when it fires (the deadline is checked then).
-    idle_timer: Option<(Timer, Instant)>,
-    /// The waker the timers hold: they are polled only when due or for a new waker.
-    timer_waker: Option<Waker>,
+    /// When the next ping is due.
+    ping_due: Option<Instant>,
+    /// The idle timeout closed the connection: its deadline is no longer watched.
+    idle_expired: bool,
+    /// The deadline (ping or idle) registered with `deadlines`, and the waker it wakes.
+    alarm: Option<(Instant, Waker)>,
+    deadlines: Arc<Deadlines>,
     signal: Arc<Signal>,
     outbox: Option<Arc<Outbox>>,
     /// The connection id, for logs.
@@ -103,6 +106,7 @@ impl Conn {
         config: Arc<WebSocketConfig>,
         stats: Arc<Stats>,
         signal: Arc<Signal>,
+        deadlines: Arc<Deadlines>,
     ) -> Self {
         let framing = Framing::new(&read_ahead, &config);
         let now = Instant::now();
@@ -117,13 +121,11 @@ impl Conn {
             socket_empty: false,
             filled: false,
             sink_parked: false,
-            ping_timer: config
-                .ping_interval
-                .map(|every| (Timer::interval_at(now + every, every), now + every)),
-            idle_timer: config
-                .idle_timeout
-                .map(|idle| (Timer::at(now + idle), now + idle)),
-            timer_waker: None,
+            sink: None,
+            ping_due: config.ping_interval.map(|every| now + every),
+            idle_expired: false,
+            alarm: None,
+            deadlines,
             config,
             stats,
             opened: now,
@@ -138,10 +140,9 @@ impl Conn {
     }
 
     /// Names the connection (for logs) and attaches the queue server pushes arrive on.
-    pub(crate) fn attach(mut self, id: u64, outbox: Arc<Outbox>) -> Self {
+    pub(crate) fn attach(&mut self, id: u64, outbox: Arc<Outbox>) {
         self.id = id;
         self.outbox = Some(outbox);
-        self
     }
 
     fn live<'a, 'b>(&'a mut self, cx: &'a mut Context<'b>) -> (&'a mut Framing, Live<'a, 'b>) {

@@ -28,7 +28,8 @@ pub(super) const HOLD_BACK: usize = 64 * 1024;
 #[derive(Default)]
 pub(crate) struct Sending {
     pub(crate) message: Option<Message>,
-    deadline: Option<Timer>,
+    /// Set when the socket first makes the send wait (boxed: rarely there).
+    deadline: Option<Box<Timer>>,
 }
 
 impl Sending {
@@ -136,8 +137,8 @@ impl Conn {
                     let timeout = self.config.send_timeout;
                     let timer = sending
                         .deadline
-                        .get_or_insert_with(|| Timer::after(timeout));
-                    if Pin::new(timer).poll(cx).is_ready() {
+                        .get_or_insert_with(|| Box::new(Timer::after(timeout)));
+                    if Pin::new(&mut **timer).poll(cx).is_ready() {
                         return Poll::Ready(Err(self.slow_consumer()));
                     }
                     self.publish_tally();
@@ -235,6 +236,29 @@ impl Conn {
         if let Some(outbox) = &self.outbox {
             outbox.wake();
         }
+    }
+
+    /// Whether a message fed through the `Sink` waits to be queued.
+    pub(crate) fn sink_holds_message(&self) -> bool {
+        self.sink.as_ref().is_some_and(|s| s.message.is_some())
+    }
+
+    /// Sets the `Sink`'s message (none is held: see `sink_holds_message`).
+    pub(crate) fn sink_message(&mut self, message: Message) {
+        self.sink.get_or_insert_with(Box::default).message = Some(message);
+    }
+
+    /// Drives the `Sink`'s message (or, with none, flushes as `flush` says), keeping its
+    /// deadline across polls.
+    pub(crate) fn poll_sink(&mut self, cx: &mut Context<'_>, flush: Flush) -> Poll<Result<()>> {
+        let mut sending = self.sink.take();
+        let mut spare = Sending::default();
+        let result = self.poll_send(cx, sending.as_deref_mut().unwrap_or(&mut spare), flush);
+        if sending.is_none() && spare.deadline.is_some() {
+            sending = Some(Box::new(spare));
+        }
+        self.sink = sending;
+        result
     }
 
     /// Marks whether a `Sink` send is parked on the socket (see `sink_parked`).

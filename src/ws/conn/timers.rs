@@ -1,43 +1,39 @@
 //! Pings, the idle timeout and the shutdown signal, checked while the connection waits.
+//!
+//! The connection keeps no timer of its own: it registers its next deadline (the earlier of
+//! the next ping and the idle deadline) with the server's [`Deadlines`](crate::rt::Deadlines),
+//! which wakes it then.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Instant;
+use std::task::Context;
 
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
 use super::Conn;
-use crate::rt::{self, Timer};
+use crate::rt;
 
 impl Conn {
     /// Sends due pings, closes an idle peer, starts the close on shutdown; `true` when
     /// something was queued.
     pub(super) fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut queued = false;
         // A shutdown wakes every connection through its outbox.
         if self.framing.can_write() && self.signal.is_set() {
             self.start_close(CloseCode::Away);
             return true;
         }
-        // Polling a timer reads the clock: with a message per wake-up, one read for both
-        // (the waker they hold is still this task's) is enough until one is due.
-        let same_waker = (self.timer_waker.as_ref()).is_some_and(|w| w.will_wake(cx.waker()));
-        if same_waker {
-            let now = rt::now();
-            let due = |timer: &Option<(Timer, Instant)>| timer.as_ref().is_some_and(|t| t.1 <= now);
-            if !due(&self.ping_timer) && !due(&self.idle_timer) {
+        // The time of this turn (no clock read per message): a deadline registered for
+        // this task that is still ahead needs nothing more.
+        let now = rt::now();
+        if let Some((at, waker)) = &self.alarm {
+            if *at > now && waker.will_wake(cx.waker()) {
                 return false;
             }
         }
-        if !same_waker {
-            self.timer_waker = Some(cx.waker().clone());
-        }
-        if let (Some((timer, due)), Some(every)) = (&mut self.ping_timer, self.config.ping_interval)
-        {
-            if let Poll::Ready(fired) = Pin::new(timer).poll(cx) {
-                *due = fired + every;
+        let mut queued = false;
+        if let (Some(due), Some(every)) = (self.ping_due, self.config.ping_interval) {
+            if due <= now {
+                // The next one an interval after this one, or after now when late.
+                self.ping_due = Some((due + every).max(now));
                 if self.framing.can_write() {
                     let _ = self.framing.write(Message::Ping(Default::default()));
                     self.tally.frames_out += 1;
@@ -45,21 +41,24 @@ impl Conn {
                 }
             }
         }
-        if let (Some((timer, due)), Some(idle)) = (&mut self.idle_timer, self.config.idle_timeout) {
-            if Pin::new(&mut *timer).poll(cx).is_ready() {
-                let deadline = self.last_seen + idle;
-                if Instant::now() >= deadline {
-                    self.idle_timer = None;
-                    self.close_for_server(CloseCode::Away);
-                    queued = true;
-                } else {
-                    timer.set_at(deadline);
-                    *due = deadline;
-                    // Register the new deadline.
-                    let _ = Pin::new(timer).poll(cx);
-                }
-            }
+        let idle_deadline = match self.config.idle_timeout {
+            Some(idle) if !self.idle_expired => Some(self.last_seen + idle),
+            _ => None,
+        };
+        if idle_deadline.is_some_and(|deadline| deadline <= now) {
+            self.idle_expired = true;
+            self.close_for_server(CloseCode::Away);
+            queued = true;
         }
+        let next = match (self.ping_due, idle_deadline.filter(|_| !self.idle_expired)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.alarm = next.map(|at| {
+            let waker = cx.waker().clone();
+            self.deadlines.add(at, waker.clone());
+            (at, waker)
+        });
         queued
     }
 }

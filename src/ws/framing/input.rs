@@ -38,7 +38,7 @@ pub(super) struct Input {
     buf: BytesMut,
     /// The header of the frame whose payload is being read, and the payload's length.
     header: Option<(FrameHeader, usize)>,
-    large: Option<Large>,
+    large: Option<Box<Large>>,
     /// The payload length of the last frame read (sizes the next first read).
     last_len: usize,
 }
@@ -89,7 +89,7 @@ impl Input {
         &mut self,
         stream: &mut impl Ahead,
         limits: &Limits,
-        fragments: &mut Option<Fragments>,
+        fragments: &mut Option<Box<Fragments>>,
     ) -> Result<Option<(FrameHeader, Body)>> {
         loop {
             if self.header.is_none() {
@@ -129,12 +129,12 @@ impl Input {
                     buf.reserve_exact(room);
                     buf.extend_from_slice(&self.buf);
                     self.buf = BytesMut::new();
-                    self.large = Some(Large {
+                    self.large = Some(Box::new(Large {
                         filled: buf.len(),
                         buf,
                         start,
                         fragment,
-                    });
+                    }));
                     continue;
                 }
             }
@@ -171,13 +171,13 @@ impl Input {
     }
 
     /// The large payload just read, unmasked.
-    fn finish_large(&mut self, fragments: &mut Option<Fragments>) -> (FrameHeader, Body) {
+    fn finish_large(&mut self, fragments: &mut Option<Box<Fragments>>) -> (FrameHeader, Body) {
         let Large {
             mut buf,
             start,
             fragment,
             ..
-        } = self.large.take().expect("a large payload");
+        } = *self.large.take().expect("a large payload");
         let (mut header, _) = self.header.take().expect("a frame header");
         self.last_len = buf.len() - start;
         if let Some(mask) = header.mask.take() {
@@ -198,14 +198,14 @@ impl Input {
         &mut self,
         len: usize,
         limits: &Limits,
-        fragments: &mut Option<Fragments>,
+        fragments: &mut Option<Box<Fragments>>,
     ) -> Result<Option<Vec<u8>>> {
         let (header, _) = self.header.as_ref().expect("a frame header");
         let fragments = match (header.opcode, fragments) {
             (OpCode::Data(Data::Continue), Some(fragments)) => fragments,
             (OpCode::Data(data @ (Data::Text | Data::Binary)), slot @ None) if !header.is_final => {
                 // Its buffer grows as the fragments arrive (see `Large::read`).
-                slot.insert(Fragments::new(data == Data::Text, 0))
+                slot.insert(Box::new(Fragments::new(data == Data::Text, 0)))
             }
             _ => return Ok(None),
         };

@@ -95,7 +95,8 @@ pub struct Framing {
     limits: Limits,
     /// Received bytes and the frame being read; holds no allocation when idle.
     input: Input,
-    fragments: Option<Fragments>,
+    /// A fragmented message being reassembled (boxed: rarely there).
+    fragments: Option<Box<Fragments>>,
     /// Frames not yet written; holds no allocation once flushed.
     out: Output,
     /// A pong owed while the write buffer was full (a newer ping replaces it).
@@ -278,7 +279,7 @@ impl Framing {
                 if !header.is_final {
                     let mut fragments = Fragments::new(text, 0);
                     fragments.extend(&payload, self.limits.max_message)?;
-                    self.fragments = Some(fragments);
+                    self.fragments = Some(Box::new(fragments));
                     return Ok(None);
                 }
                 too_long(payload.len(), self.limits.max_message)?;
