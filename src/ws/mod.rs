@@ -10,6 +10,14 @@ mod auth;
 mod close;
 mod config;
 mod conn;
+// permessage-deflate's negotiation and codec, to be wired into the upgrade and the framing.
+#[cfg(feature = "deflate")]
+#[expect(unused_imports, reason = "not wired into the connection yet")]
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "not wired into the connection yet")
+)]
+pub(crate) mod deflate;
 mod framing;
 mod guard;
 #[cfg(test)]
