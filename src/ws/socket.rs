@@ -2,6 +2,7 @@
 //! (framing, batching, timers, closing) is driven by [`Conn`] in `conn.rs`.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -13,7 +14,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use super::conn::{Conn, Flush};
+use super::conn::{Conn, Flush, Sending};
 use crate::error::{Error, Result};
 use crate::rt::sync::lock;
 
@@ -126,12 +127,14 @@ impl WebSocket {
     /// else than `recv` next and wants the reply out first calls [`flush`](Self::flush).
     /// Waits for a peer that does not read at most `send_timeout`, then closes it with 1008
     /// and returns an error.
-    pub async fn send(&mut self, message: Message) -> Result<()> {
-        if self.conn().sink_holds_message() {
-            // A message fed through the `Sink` goes first.
-            poll_fn(|cx| self.poll_sink(cx, Flush::No)).await?;
+    pub fn send(&mut self, message: Message) -> impl Future<Output = Result<()>> + Send + '_ {
+        // A named future rather than an `async fn`: the gateway's future, which holds it
+        // while a send waits, carries the message once (BENCHMARKS.md#memory-per-connection).
+        SendMessage {
+            ws: self,
+            sending: Sending::new(message),
+            started: false,
         }
-        self.conn().send(message).await
     }
 
     /// `recv` as a poll function, for loops that wait on several things.
@@ -221,6 +224,33 @@ impl Sink<Message> for WebSocket {
             })));
         }
         this.poll_sink(cx, Flush::Now)
+    }
+}
+
+/// [`WebSocket::send`]'s future.
+struct SendMessage<'a> {
+    ws: &'a mut WebSocket,
+    sending: Sending,
+    /// The `Sink`'s message went first and the connection was found open.
+    started: bool,
+}
+
+impl Future for SendMessage<'_> {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        if !this.started {
+            if this.ws.conn().sink_holds_message() {
+                // A message fed through the `Sink` goes first.
+                futures_lite::ready!(this.ws.poll_sink(cx, Flush::No))?;
+            }
+            this.ws.conn().start_send()?;
+            this.started = true;
+        }
+        this.ws
+            .conn()
+            .poll_send(cx, &mut this.sending, Flush::Reply)
     }
 }
 

@@ -6,7 +6,6 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures_lite::future::poll_fn;
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
@@ -72,16 +71,24 @@ impl Conn {
         self.framing.can_write()
     }
 
-    /// Queues `message` and flushes it unless more input is already buffered or on its
-    /// way ([`Flush::Reply`]); waits at most `send_timeout` for a peer that does not read,
-    /// then fails the connection with 1008.
-    pub(crate) async fn send(&mut self, message: Message) -> Result<()> {
+    /// Starts a send by the socket's owner (then driven by `poll_send` with
+    /// [`Flush::Reply`]): fails once the connection is closing.
+    pub(crate) fn start_send(&mut self) -> Result<()> {
         self.check_open()?;
         // The socket's owner sends: no `Sink` send is parked (one abandoned while parked
         // left the mark, which would keep the reader from flushing what this holds back).
         self.sink_parked = false;
+        Ok(())
+    }
+
+    /// Queues `message` and flushes it unless more input is already buffered or on its
+    /// way ([`Flush::Reply`]); waits at most `send_timeout` for a peer that does not read,
+    /// then fails the connection with 1008.
+    #[cfg(test)]
+    pub(crate) async fn send(&mut self, message: Message) -> Result<()> {
+        self.start_send()?;
         let mut sending = Sending::new(message);
-        poll_fn(|cx| self.poll_send(cx, &mut sending, Flush::Reply)).await
+        futures_lite::future::poll_fn(|cx| self.poll_send(cx, &mut sending, Flush::Reply)).await
     }
 
     /// Drives `sending`: its message into the write buffer (flushing to make room when it is
