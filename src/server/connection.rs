@@ -49,9 +49,8 @@ impl Server {
         let guard = OpenGuard(shared);
         if open > shared.config.max_connections as u64 || shared.signal.is_set() {
             event!(warn, "refusing {peer:?}: {open} connections open");
-            shared
-                .reject(&mut io, Rejection::new(503, "server busy"))
-                .await;
+            // Boxed, as below: a rejection's buffers are not carried by every upgrade.
+            Box::pin(shared.reject(&mut io, Rejection::new(503, "server busy"))).await;
             return None;
         }
         let deadline = shared.config.handshake_timeout;
@@ -63,7 +62,7 @@ impl Server {
         let (mount, ctx, read_ahead) = match accepted {
             Ok(accepted) => accepted,
             Err(Some(rejection)) => {
-                shared.reject(&mut io, rejection).await;
+                Box::pin(shared.reject(&mut io, rejection)).await;
                 return None;
             }
             Err(None) => return None, // answered (health) or the peer went away
@@ -185,6 +184,10 @@ pub(crate) fn parts() -> Vec<(&'static str, usize)> {
     let stream: Stream = Box::new(crate::rt::AnyStream(futures_lite::io::Cursor::new(
         Vec::new(),
     )));
+    let stream2: Stream = Box::new(crate::rt::AnyStream(futures_lite::io::Cursor::new(
+        Vec::new(),
+    )));
+    let upgrade = std::mem::size_of_val(&server.accept(stream2, None));
     let future = server.serve_io(stream, None);
     let mut parts = crate::rt::parts();
     parts.extend(crate::ws::parts());
@@ -193,6 +196,7 @@ pub(crate) fn parts() -> Vec<(&'static str, usize)> {
         "api: connection future (boxed task)",
         std::mem::size_of_val(&future),
     ));
+    parts.push(("api: upgrade future (boxed while upgrading)", upgrade));
     parts
 }
 

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_lite::future::{or, poll_fn};
@@ -25,15 +26,12 @@ impl Shared {
         peer_addr: Option<SocketAddr>,
     ) -> Result<Accepted<'_>, Option<Rejection>> {
         let max = self.config.max_head_size.max(64);
-        let mut buf = Vec::with_capacity(max.min(1024));
+        let mut buf = Vec::new();
         let request = loop {
-            let filled = buf.len();
-            if filled == max {
+            if buf.len() == max {
                 return Err(Some(Rejection::new(431, "request head too large")));
             }
-            buf.resize(max.min(filled.max(512) * 2), 0);
-            let n = io.read(&mut buf[filled..]).await.map_err(|_| None)?;
-            buf.truncate(filled + n);
+            let n = read_arrived(io, &mut buf, max).await.map_err(|_| None)?;
             if n == 0 {
                 return Err(None);
             }
@@ -56,7 +54,7 @@ impl Shared {
                 stats.to_json().as_bytes(),
             );
             let _ = io.write_all(&out).await;
-            let _ = linger_close(io).await;
+            let _ = Box::pin(linger_close(io)).await;
             return Err(None);
         }
         let mount = self
@@ -117,6 +115,29 @@ impl Shared {
         })
         .await;
     }
+}
+
+thread_local! {
+    /// The buffer upgrade requests are read into before they are copied out.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads what has arrived (up to `max` bytes in `buf` in all) and appends it to `buf`,
+/// through a per-thread buffer: a connection waiting for its request holds none of its own,
+/// and one that got it holds its size, not a buffer's (a storm of connections opened before
+/// their requests are sent costs no buffers: BENCHMARKS.md#memory-per-connection).
+async fn read_arrived(io: &mut Stream, buf: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+    poll_fn(|cx| {
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.resize(max - buf.len(), 0);
+            let read = Pin::new(&mut **io).poll_read(cx, scratch);
+            if let Poll::Ready(Ok(n)) = read {
+                buf.extend_from_slice(&scratch[..n]);
+            }
+            read
+        })
+    })
+    .await
 }
 
 /// Half-closes, then drains what the peer still sends (bounded) so that unread input does
