@@ -118,7 +118,9 @@ impl<'a> RequestFrame<'a> {
     ///
     /// Errors are [`Error::BadFrame`] with serde_json's message (NestForge's texts).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
-        Self::checked(serde_json::from_slice(bytes))
+        // Checked as UTF-8 first, then read as text: one serde_json reader for text and
+        // binary frames alike, not two copies of every decoder (BENCHMARKS.md#binary-size).
+        Self::decode_str(utf8(bytes)?)
     }
 
     /// [`decode`](Self::decode) for a text frame's payload: already UTF-8, its strings are
@@ -154,9 +156,29 @@ pub(crate) fn id_of_bad_frame(bytes: &[u8]) -> Option<Box<RawValue>> {
         #[serde(borrow, default)]
         id: Option<&'a RawValue>,
     }
-    let probe: Probe<'_> = serde_json::from_slice(bytes).ok()?;
+    let probe: Probe<'_> = serde_json::from_str(std::str::from_utf8(bytes).ok()?).ok()?;
     let id = probe.id?;
     check_id(id).is_none().then(|| id.to_owned())
+}
+
+/// `bytes` as text; not UTF-8 is a [`Error::BadFrame`] with serde_json's text for it
+/// (`invalid unicode code point at line L column C`).
+fn utf8(bytes: &[u8]) -> Result<&str, Error> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let before = &bytes[..e.valid_up_to()];
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+        Error::BadFrame {
+            source: serde::de::Error::custom(format_args!(
+                "invalid unicode code point at line {line} column {}",
+                column + 1
+            )),
+        }
+    })
 }
 
 /// Why `id` cannot be echoed, if it cannot.
@@ -277,6 +299,21 @@ pub(crate) fn error_frame(err: &Error, id: Option<&RawValue>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn invalid_utf8_in_a_binary_frame_reads_as_serde_json_says_it() {
+        for frame in [
+            &b"{\"kind\":\"event\",\"pattern\":\"\xff\"}"[..],
+            b"{\n  \"kind\": \"event\",\n  \"pattern\": \"ab\xc3\"\n}",
+            b"[\"event\",\n\"\xe2\x82\",null,null,null]",
+        ] {
+            let ours = RequestFrame::decode(frame).unwrap_err().to_string();
+            let theirs = serde_json::from_slice::<RequestFrame<'_>>(frame)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(ours, theirs, "{}", String::from_utf8_lossy(frame));
+        }
+    }
+
     use super::*;
 
     fn err(bytes: &str) -> String {
