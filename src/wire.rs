@@ -161,24 +161,36 @@ pub(crate) fn id_of_bad_frame(bytes: &[u8]) -> Option<Box<RawValue>> {
     check_id(id).is_none().then(|| id.to_owned())
 }
 
-/// `bytes` as text; not UTF-8 is a [`Error::BadFrame`] with serde_json's text for it
-/// (`invalid unicode code point at line L column C`).
+/// `bytes` as text; not UTF-8 is the [`Error::BadFrame`] serde_json gives for such bytes.
 fn utf8(bytes: &[u8]) -> Result<&str, Error> {
-    std::str::from_utf8(bytes).map_err(|e| {
-        let before = &bytes[..e.valid_up_to()];
-        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-        let column = before.len()
-            - before
+    std::str::from_utf8(bytes).map_err(|e| not_utf8(bytes, e.valid_up_to()))
+}
+
+/// serde_json's error for `bytes`, whose first invalid UTF-8 is at `at`, found with the text
+/// reader: the valid part followed by `####` (`#`, like a byte of invalid UTF-8, is no JSON
+/// outside a string and no hex digit; four of them fill a `\uXXXX` escape) fails where and
+/// as `bytes` would; inside a string (the text then ends there) it is serde_json's `invalid
+/// unicode code point`.
+#[cold]
+fn not_utf8(bytes: &[u8], at: usize) -> Error {
+    let mut text = String::from(std::str::from_utf8(&bytes[..at]).unwrap_or_default());
+    text.push_str("####");
+    let source = match serde_json::from_str::<RequestFrame<'_>>(&text) {
+        Err(e) if !e.is_eof() => e,
+        _ => {
+            let before = &bytes[..at];
+            let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+            let start = before
                 .iter()
                 .rposition(|&b| b == b'\n')
                 .map_or(0, |i| i + 1);
-        Error::BadFrame {
-            source: serde::de::Error::custom(format_args!(
+            serde::de::Error::custom(format_args!(
                 "invalid unicode code point at line {line} column {}",
-                column + 1
-            )),
+                at - start + 1
+            ))
         }
-    })
+    };
+    Error::BadFrame { source }
 }
 
 /// Why `id` cannot be echoed, if it cannot.
@@ -305,6 +317,14 @@ mod tests {
             &b"{\"kind\":\"event\",\"pattern\":\"\xff\"}"[..],
             b"{\n  \"kind\": \"event\",\n  \"pattern\": \"ab\xc3\"\n}",
             b"[\"event\",\n\"\xe2\x82\",null,null,null]",
+            // Outside strings: where a value, a separator, a key or the end is due.
+            b"\xff\xfe",
+            b"{\"kind\":\"event\" \xff}",
+            b"{\xff:1}",
+            b"[\"event\",\"p\",null,null,null]\xff",
+            b"{\"kind\":tr\xff}",
+            b"{\"kind\":\"event\",\"pattern\":\"p\",\"id\":12\xff}",
+            b"{\"kind\":\"event\",\"pattern\":\"\\u00\xff\"}",
         ] {
             let ours = RequestFrame::decode(frame).unwrap_err().to_string();
             let theirs = serde_json::from_slice::<RequestFrame<'_>>(frame)
