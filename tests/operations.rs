@@ -355,26 +355,7 @@ fn a_shutdown_signal_ends_serving_under_smol() {
 
 #[test]
 fn sigterm_to_the_example_closes_clients_with_1001_and_exits_0() {
-    let echo = example("echo");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(&echo)
-        .env("PORT", port.to_string())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            start.elapsed() < scaled(Duration::from_secs(10)),
-            "echo did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, addr) = start_example("echo", &[]);
     let mut clients: Vec<_> = (0..3).map(|_| raw_upgrade(addr, "/ws")).collect();
     clients[0].write_all(&frame(true, 1, b"hi")).unwrap();
     assert_eq!(read_frame(&mut clients[0]).unwrap(), (1, b"hi".to_vec()));
@@ -389,17 +370,7 @@ fn sigterm_to_the_example_closes_clients_with_1001_and_exits_0() {
             .write_all(&frame(true, 8, &1001u16.to_be_bytes()))
             .unwrap();
     }
-    let deadline = Instant::now() + scaled(Duration::from_secs(6));
-    let exit = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("echo did not exit within the deadline");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = wait_exit(&mut child, 6);
     assert!(exit.success(), "{exit:?}");
 }
 

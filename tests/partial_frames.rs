@@ -7,36 +7,12 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
 use common::*;
 
 const CONNECTIONS: usize = 300;
-
-fn start_echo() -> (Child, SocketAddr) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(example("echo"))
-        .env("PORT", port.to_string())
-        .env("MAX_CONNECTIONS", (CONNECTIONS * 3).to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            start.elapsed() < scaled(Duration::from_secs(10)),
-            "echo did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, addr)
-}
 
 /// The server's RSS growth per connection once `CONNECTIONS` clients each sent `sent`
 /// bytes of an 8 MiB binary frame (`fragmented`: of a message's first fragment).
@@ -75,7 +51,10 @@ fn a_frame_in_progress_holds_at_most_about_twice_what_arrived() {
         return;
     }
     for fragmented in [false, true] {
-        let (mut child, addr) = start_echo();
+        let (mut child, addr) = start_example(
+            "echo",
+            &[("MAX_CONNECTIONS", (CONNECTIONS * 3).to_string())],
+        );
         let (baseline, keep) = held_per_connection(&child, addr, 100, fragmented);
         let (held, keep_too) = held_per_connection(&child, addr, 10 * 1024, fragmented);
         let beyond = held - baseline;

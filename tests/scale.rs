@@ -9,39 +9,12 @@
 mod common;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
 
 use common::*;
 
 const CONNECTIONS: usize = 10_000;
 const RSS_BOUND: u64 = 28_000_000;
-
-/// The echo example on a free port, with room for `CONNECTIONS`.
-fn start_echo() -> (Child, SocketAddr) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(example("echo"))
-        .env("PORT", port.to_string())
-        .env("MAX_CONNECTIONS", (CONNECTIONS + 16).to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            start.elapsed() < scaled(Duration::from_secs(10)),
-            "echo did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, addr)
-}
 
 #[test]
 fn ten_thousand_connections_each_answer_within_28_mb() {
@@ -53,7 +26,10 @@ fn ten_thousand_connections_each_answer_within_28_mb() {
         );
         return;
     }
-    let (mut child, addr) = start_echo();
+    let (mut child, addr) = start_example(
+        "echo",
+        &[("MAX_CONNECTIONS", (CONNECTIONS + 16).to_string())],
+    );
     let idle = rss_bytes(child.id());
     let mut clients: Vec<TcpStream> = (0..CONNECTIONS).map(|_| raw_upgrade(addr, "/ws")).collect();
     let open = rss_bytes(child.id());

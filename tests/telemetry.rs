@@ -106,17 +106,7 @@ fn telemetry_pushes_readings_answers_app_errors_and_stops_on_sigterm() {
         .write_all(&frame(true, 8, &1001u16.to_be_bytes()))
         .unwrap();
     drop(client);
-    let deadline = Instant::now() + scaled(Duration::from_secs(6));
-    let exit = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("telemetry did not exit within the deadline");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = wait_exit(&mut child, 6);
     assert!(exit.success(), "{exit:?}");
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
