@@ -189,6 +189,14 @@ impl Providers {
         }
     }
 
+    /// The singleton of type `T`, shared, if registered.
+    pub(crate) fn singleton<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        match self.find(TypeId::of::<T>()) {
+            Some(Kind::Singleton(instance)) => Arc::clone(instance).downcast::<T>().ok(),
+            _ => None,
+        }
+    }
+
     /// How many providers are registered.
     pub fn len(&self) -> usize {
         self.entries.len()

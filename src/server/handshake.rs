@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_lite::future::{or, poll_fn};
@@ -94,7 +95,7 @@ impl Shared {
             query,
             headers,
             peer_addr,
-            identity,
+            identity: identity.map(Arc::new),
             protocol,
         };
         let ctx = WebSocketContext::new(self.providers.clone(), id, request_id, handshake);
