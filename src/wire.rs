@@ -148,6 +148,7 @@ impl<'a> RequestFrame<'a> {
 /// The `id` of a request frame that failed to decode, when the frame is a JSON object whose
 /// `id` is valid (a string, or a number in range): its error can still be matched.
 #[cold]
+#[inline(never)]
 pub(crate) fn id_of_bad_frame(bytes: &[u8]) -> Option<Box<RawValue>> {
     #[derive(Deserialize)]
     struct Probe<'a> {
@@ -245,6 +246,7 @@ fn write_str(out: &mut impl Write, s: &str) {
 /// Renders [`Error::to_json`]; `id` stands in for the request's when the error has none
 /// (a frame that failed to decode, but whose `id` could be read).
 #[cold]
+#[inline(never)]
 pub(crate) fn error_frame(err: &Error, id: Option<&RawValue>) -> String {
     let mut out = Vec::with_capacity(128);
     out.push(b'{');
