@@ -147,15 +147,15 @@ impl Server {
         event!(info, "listening on {local:?}");
         let tasks = Tasks::new();
         if let Some(extension) = extension::installed(&shared.providers) {
-            tasks.spawn(extension.background_task(shared.providers.clone()));
+            tasks.spawn_boxed(extension.background_task(shared.providers.clone()));
         }
         for task in std::mem::take(&mut *lock(&shared.tasks)) {
-            tasks.spawn(task(shared.providers.clone()));
+            tasks.spawn_boxed(task(shared.providers.clone()));
         }
         // Futures handed to the spawner become tasks; polled on the spawner's wake-ups only.
         let spawned = OwnWakeups::new(poll_fn(|cx| {
             for task in spawner.take(cx) {
-                tasks.spawn(task);
+                tasks.spawn_boxed(task);
             }
             Poll::<()>::Pending
         }));
