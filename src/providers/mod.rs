@@ -164,7 +164,12 @@ impl Providers {
         &self,
         scope: &dyn Scope,
     ) -> Result<Arc<T>> {
-        downcast(self.resolve_with_id(scope, TypeId::of::<T>(), type_name::<T>()))
+        // A singleton (the usual provider) without the non-generic path's `Result` round
+        // trip: a handler that resolves one per message pays no more than before.
+        match self.singleton::<T>() {
+            Some(instance) => Ok(instance),
+            None => downcast(self.resolve_with_id(scope, TypeId::of::<T>(), type_name::<T>())),
+        }
     }
 
     /// [`resolve_with`](Self::resolve_with)'s work, by type id.
