@@ -168,8 +168,9 @@ fn check_id(id: &RawValue) -> Option<&'static str> {
         // error frames unreadable for serde_json ("number out of range"). An integer of up
         // to 300 digits is inside it (the usual id: no parse).
         Some(b'-' | b'0'..=b'9') => {
-            let digits = id.get().trim_start_matches('-');
-            let integer = digits.len() <= 300 && digits.bytes().all(|b| b.is_ascii_digit());
+            let text = id.get().as_bytes();
+            let digits = text.strip_prefix(b"-").unwrap_or(text);
+            let integer = digits.len() <= 300 && digits.iter().all(u8::is_ascii_digit);
             (!integer && serde_json::from_str::<f64>(id.get()).is_err())
                 .then_some("`id` is a number out of range")
         }
