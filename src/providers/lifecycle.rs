@@ -82,30 +82,26 @@ impl Lifecycle {
     /// on), the first failure returned.
     pub(crate) fn run(&self, phase: Phase, providers: &Providers) -> Result<()> {
         let hooks = &self.hooks[phase as usize];
-        let failed = |(module, hook): &(&'static str, LifecycleHook), source| Error::Lifecycle {
-            module,
-            hook: hook.name,
-            phase: phase.as_str(),
-            source,
-        };
-        match phase {
-            Phase::ModuleInit | Phase::ApplicationBootstrap => {
-                for entry in hooks {
-                    (entry.1.run)(providers).map_err(|e| failed(entry, e))?;
+        let cleanup = matches!(phase, Phase::ModuleDestroy | Phase::ApplicationShutdown);
+        let mut first = Ok(());
+        for i in 0..hooks.len() {
+            let (module, hook) = &hooks[if cleanup { hooks.len() - 1 - i } else { i }];
+            if let Err(source) = (hook.run)(providers) {
+                if cleanup {
+                    crate::log::event!(warn, "{}: {source}", hook.name);
                 }
-                Ok(())
-            }
-            Phase::ModuleDestroy | Phase::ApplicationShutdown => {
-                let mut first = Ok(());
-                for entry in hooks.iter().rev() {
-                    if let Err(e) = (entry.1.run)(providers) {
-                        crate::log::event!(warn, "{}: {e}", entry.1.name);
-                        first = first.and(Err(failed(entry, e)));
-                    }
+                first = first.and(Err(Error::Lifecycle {
+                    module,
+                    hook: hook.name,
+                    phase: phase.as_str(),
+                    source,
+                }));
+                if !cleanup {
+                    break;
                 }
-                first
             }
         }
+        first
     }
 }
 
