@@ -200,7 +200,7 @@ impl ProvidersBuilder {
     }
 
     fn position(&self, id: TypeId) -> std::result::Result<usize, usize> {
-        self.entries.binary_search_by(|entry| entry.id.cmp(&id))
+        super::position(&self.entries, id)
     }
 
     fn insert<T: 'static>(&mut self, kind: Kind) -> Result<()> {

@@ -233,8 +233,7 @@ impl Providers {
     }
 
     fn find(&self, id: TypeId) -> Option<&Kind> {
-        self.entries
-            .binary_search_by(|entry| entry.id.cmp(&id))
+        position(&self.entries, id)
             .ok()
             .map(|i| &self.entries[i].kind)
     }
@@ -246,6 +245,11 @@ impl fmt::Debug for Providers {
             .entries(self.entries.iter().map(|e| e.name))
             .finish()
     }
+}
+
+/// Where the entry of type `id` is in `entries` (sorted by type id), or would be.
+pub(crate) fn position(entries: &[Entry], id: TypeId) -> std::result::Result<usize, usize> {
+    entries.binary_search_by(|entry| entry.id.cmp(&id))
 }
 
 /// A resolved instance as a `T` (it is one: instances are keyed by their type's id).
