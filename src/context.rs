@@ -96,8 +96,9 @@ impl Scope for ContextInner {
             return Some(Arc::new(self.request_id().clone()));
         }
         if id == TypeId::of::<AuthIdentity>() {
-            let identity = self.handshake.identity.clone()?;
-            return Some(Arc::new(identity));
+            // Shared, not cloned: no copy of the claims (JSON values) per resolve.
+            let identity: Instance = self.handshake.identity.clone()?;
+            return Some(identity);
         }
         None
     }
@@ -123,7 +124,7 @@ pub(crate) struct Handshake {
     pub(crate) query: Option<Box<str>>,
     pub(crate) headers: Headers,
     pub(crate) peer_addr: Option<SocketAddr>,
-    pub(crate) identity: Option<AuthIdentity>,
+    pub(crate) identity: Option<Arc<AuthIdentity>>,
     pub(crate) protocol: Option<Box<str>>,
 }
 
@@ -264,7 +265,7 @@ impl WebSocketContext {
 
     /// The identity the upgrade guard attached, if any.
     pub fn auth_identity(&self) -> Option<&AuthIdentity> {
-        self.inner.handshake.identity.as_ref()
+        self.inner.handshake.identity.as_deref()
     }
 
     /// Whether the upgrade guard attached an identity.
@@ -373,7 +374,7 @@ impl MicroserviceContext {
             .cloned()
             .unwrap_or_else(|| RequestId::new("detached"));
         let mut handshake = Handshake::internal("/");
-        handshake.identity = providers.get::<AuthIdentity>().cloned();
+        handshake.identity = providers.singleton::<AuthIdentity>();
         let ws = WebSocketContext::new(providers, 0, request_id, handshake);
         MicroserviceContext {
             ws,

@@ -163,7 +163,7 @@ impl TestingModule {
         let id = self.inner.next_id.add(1);
         let request_id = request_id.unwrap_or_else(|| RequestId::new(format!("req-test-{id}")));
         let mut handshake = Handshake::internal("/ws");
-        handshake.identity = identity;
+        handshake.identity = identity.map(Arc::new);
         handshake.headers = headers;
         WebSocketContext::new(self.inner.providers.clone(), id, request_id, handshake)
     }

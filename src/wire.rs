@@ -150,6 +150,7 @@ impl<'a> RequestFrame<'a> {
 /// The `id` of a request frame that failed to decode, when the frame is a JSON object whose
 /// `id` is valid (a string, or a number in range): its error can still be matched.
 #[cold]
+#[inline(never)]
 pub(crate) fn id_of_bad_frame(bytes: &[u8]) -> Option<Box<RawValue>> {
     #[derive(Deserialize)]
     struct Probe<'a> {
@@ -201,8 +202,9 @@ fn check_id(id: &RawValue) -> Option<&'static str> {
         // error frames unreadable for serde_json ("number out of range"). An integer of up
         // to 300 digits is inside it (the usual id: no parse).
         Some(b'-' | b'0'..=b'9') => {
-            let digits = id.get().trim_start_matches('-');
-            let integer = digits.len() <= 300 && digits.bytes().all(|b| b.is_ascii_digit());
+            let text = id.get().as_bytes();
+            let digits = text.strip_prefix(b"-").unwrap_or(text);
+            let integer = digits.len() <= 300 && digits.iter().all(u8::is_ascii_digit);
             (!integer && serde_json::from_str::<f64>(id.get()).is_err())
                 .then_some("`id` is a number out of range")
         }
@@ -279,6 +281,7 @@ fn write_str(out: &mut impl Write, s: &str) {
 /// Renders [`Error::to_json`]; `id` stands in for the request's when the error has none
 /// (a frame that failed to decode, but whose `id` could be read).
 #[cold]
+#[inline(never)]
 pub(crate) fn error_frame(err: &Error, id: Option<&RawValue>) -> String {
     let mut out = Vec::with_capacity(128);
     out.push(b'{');

@@ -105,43 +105,57 @@ impl ProvidersBuilder {
     /// [`Error::ProviderConflict`], naming both; a module that imports itself, directly or
     /// not, is [`Error::ImportCycle`] (`Detected module import cycle: A -> B -> A`).
     pub fn import<M: Module + 'static>(&mut self) -> Result<&mut Self> {
-        let id = TypeId::of::<M>();
+        self.import_module(
+            (TypeId::of::<M>(), type_name::<M>()),
+            M::register,
+            M::exports,
+            [
+                M::on_module_init,
+                M::on_application_bootstrap,
+                M::on_module_destroy,
+                M::on_application_shutdown,
+            ],
+        )?;
+        Ok(self)
+    }
+
+    /// [`import`](Self::import)'s work, with the module's functions (one copy of this code
+    /// for every module type); `hooks` in [`Phase`] order.
+    fn import_module(
+        &mut self,
+        (id, name): (TypeId, &'static str),
+        register: fn(&mut Self) -> Result<()>,
+        exports: fn() -> Vec<(TypeId, &'static str)>,
+        hooks: [fn() -> Vec<LifecycleHook>; 4],
+    ) -> Result<()> {
         if let Some(at) = self.importing.iter().position(|m| m.0 == id) {
             let mut path: Vec<&str> = self.importing[at..]
                 .iter()
                 .map(|m| short_name(m.1))
                 .collect();
-            path.push(short_name(type_name::<M>()));
+            path.push(short_name(name));
             return Err(Error::ImportCycle {
                 path: path.join(" -> "),
             });
         }
         if self.imported.contains(&id) {
-            return Ok(self);
+            return Ok(());
         }
-        self.importing.push((id, type_name::<M>()));
-        let registered = M::register(self);
+        self.importing.push((id, name));
+        let registered = register(self);
         self.importing.pop();
         registered?;
         self.imported.push(id);
-        for (export, name) in M::exports() {
+        let module = short_name(name);
+        for (export, type_name) in exports() {
             if self.position(export).is_err() {
-                return Err(Error::MissingExport {
-                    module: short_name(type_name::<M>()),
-                    type_name: name,
-                });
+                return Err(Error::MissingExport { module, type_name });
             }
         }
-        let module = short_name(type_name::<M>());
-        for (phase, hooks) in [
-            (Phase::ModuleInit, M::on_module_init()),
-            (Phase::ApplicationBootstrap, M::on_application_bootstrap()),
-            (Phase::ModuleDestroy, M::on_module_destroy()),
-            (Phase::ApplicationShutdown, M::on_application_shutdown()),
-        ] {
-            self.lifecycle.add(module, phase, hooks);
+        for (phase, hooks) in Phase::ALL.into_iter().zip(hooks) {
+            self.lifecycle.add(module, phase, hooks());
         }
-        Ok(self)
+        Ok(())
     }
 
     /// Freezes the map.
@@ -186,15 +200,19 @@ impl ProvidersBuilder {
     }
 
     fn position(&self, id: TypeId) -> std::result::Result<usize, usize> {
-        self.entries.binary_search_by(|entry| entry.id.cmp(&id))
+        super::position(&self.entries, id)
     }
 
     fn insert<T: 'static>(&mut self, kind: Kind) -> Result<()> {
+        self.insert_kind(TypeId::of::<T>(), type_name::<T>(), kind)
+    }
+
+    /// [`insert`](Self::insert)'s work (one copy of this code for every provider type).
+    fn insert_kind(&mut self, id: TypeId, type_name: &'static str, kind: Kind) -> Result<()> {
         // Kept sorted as it grows (a handful of entries): no sort routine in the binary.
-        let id = TypeId::of::<T>();
         let module = self.importing.last().map(|m| m.1);
         match self.position(id) {
-            Ok(_) if self.is_overridden::<T>() => Ok(()),
+            Ok(_) if self.overridden.contains(&id) => Ok(()),
             Ok(i) if self.defaults.contains(&id) => {
                 self.defaults.retain(|d| *d != id);
                 self.entries[i].kind = kind;
@@ -207,18 +225,22 @@ impl ProvidersBuilder {
                 let first = self.owners.iter().find(|o| o.0 == id).map(|o| o.1);
                 Err(match (first, module) {
                     (Some(first), Some(second)) if first != second => Error::ProviderConflict {
-                        type_name: type_name::<T>(),
+                        type_name,
                         first,
                         second,
                     },
-                    _ => Error::DuplicateProvider {
-                        type_name: type_name::<T>(),
-                    },
+                    _ => Error::DuplicateProvider { type_name },
                 })
             }
             Err(i) => {
-                let name = type_name::<T>();
-                self.entries.insert(i, Entry { id, name, kind });
+                self.entries.insert(
+                    i,
+                    Entry {
+                        id,
+                        name: type_name,
+                        kind,
+                    },
+                );
                 if let Some(module) = module {
                     self.owners.push((id, module));
                 }

@@ -46,6 +46,14 @@ pub(crate) enum Phase {
 }
 
 impl Phase {
+    /// The events in the order they happen.
+    pub(crate) const ALL: [Phase; 4] = [
+        Phase::ModuleInit,
+        Phase::ApplicationBootstrap,
+        Phase::ModuleDestroy,
+        Phase::ApplicationShutdown,
+    ];
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Phase::ModuleInit => "on_module_init",
@@ -74,38 +82,54 @@ impl Lifecycle {
     /// on), the first failure returned.
     pub(crate) fn run(&self, phase: Phase, providers: &Providers) -> Result<()> {
         let hooks = &self.hooks[phase as usize];
-        let failed = |(module, hook): &(&'static str, LifecycleHook), source| Error::Lifecycle {
-            module,
-            hook: hook.name,
-            phase: phase.as_str(),
-            source,
-        };
-        match phase {
-            Phase::ModuleInit | Phase::ApplicationBootstrap => {
-                for entry in hooks {
-                    (entry.1.run)(providers).map_err(|e| failed(entry, e))?;
+        let cleanup = matches!(phase, Phase::ModuleDestroy | Phase::ApplicationShutdown);
+        let mut first = Ok(());
+        for i in 0..hooks.len() {
+            let (module, hook) = &hooks[if cleanup { hooks.len() - 1 - i } else { i }];
+            if let Err(source) = (hook.run)(providers) {
+                if cleanup {
+                    crate::log::event!(warn, "{}: {source}", hook.name);
                 }
-                Ok(())
-            }
-            Phase::ModuleDestroy | Phase::ApplicationShutdown => {
-                let mut first = Ok(());
-                for entry in hooks.iter().rev() {
-                    if let Err(e) = (entry.1.run)(providers) {
-                        crate::log::event!(warn, "{}: {e}", entry.1.name);
-                        first = first.and(Err(failed(entry, e)));
-                    }
+                first = first.and(Err(Error::Lifecycle {
+                    module,
+                    hook: hook.name,
+                    phase: phase.as_str(),
+                    source,
+                }));
+                if !cleanup {
+                    break;
                 }
-                first
             }
         }
+        first
     }
 }
 
-/// A type's name without its path (`app::users::UsersModule` -> `UsersModule`).
+/// A type's name without its path (`app::users::UsersModule` -> `UsersModule`). On bytes:
+/// no string searcher in the binary for it.
 pub(crate) fn short_name(name: &'static str) -> &'static str {
-    let plain = name.split('<').next().unwrap_or(name);
-    match plain.rfind("::") {
-        Some(at) => &name[at + 2..],
-        None => name,
+    let bytes = name.as_bytes();
+    // The last `::` before generic arguments, if any.
+    let mut end = bytes.iter().position(|&b| b == b'<').unwrap_or(bytes.len());
+    while end >= 2 {
+        if bytes[end - 2..end] == *b"::" {
+            return &name[end..];
+        }
+        end -= 1;
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_name;
+
+    #[test]
+    fn short_names() {
+        assert_eq!(short_name("app::users::UsersModule"), "UsersModule");
+        assert_eq!(short_name("UsersModule"), "UsersModule");
+        assert_eq!(short_name("app::Wrap<core::Inner>"), "Wrap<core::Inner>");
+        assert_eq!(short_name("Wrap<core::Inner>"), "Wrap<core::Inner>");
+        assert_eq!(short_name(""), "");
     }
 }

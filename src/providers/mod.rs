@@ -61,7 +61,7 @@ pub(crate) trait Scope: Send + Sync {
 #[derive(Clone, Copy)]
 pub(crate) struct ScopeRef<'a> {
     pub(crate) scope: &'a dyn Scope,
-    pub(crate) weak: &'a dyn Fn() -> Weak<dyn Scope>,
+    pub(crate) weak: &'a Weak<dyn Scope>,
 }
 
 /// Providers keyed by type, built once at start-up and frozen.
@@ -108,53 +108,54 @@ impl Providers {
     /// request-scoped provider outside a request scope, [`Error::Provider`] when its factory
     /// fails.
     pub fn resolve<T: Send + Sync + 'static>(&self) -> Result<Arc<T>> {
-        match self.scope.as_ref().and_then(Weak::upgrade) {
-            Some(scope) => self.resolve_in(Some(ScopeRef {
-                scope: &*scope,
-                weak: &|| Arc::downgrade(&scope),
-            })),
-            None => self.resolve_in(None),
+        downcast(self.resolve_id(TypeId::of::<T>(), type_name::<T>()))
+    }
+
+    /// [`resolve`](Self::resolve)'s work, by type id (one copy of this code for every
+    /// provider type).
+    fn resolve_id(&self, id: TypeId, type_name: &'static str) -> Result<Instance> {
+        let weak = self.scope.as_ref();
+        match weak.and_then(Weak::upgrade) {
+            Some(scope) => self.instance(
+                id,
+                type_name,
+                weak.map(|weak| ScopeRef {
+                    scope: &*scope,
+                    weak,
+                }),
+            ),
+            None => self.instance(id, type_name, None),
         }
     }
 
-    /// [`resolve`](Self::resolve) in `scope`.
-    pub(crate) fn resolve_in<T: Send + Sync + 'static>(
+    /// The instance of the provider of type `id` (called `type_name`), resolved in `scope`.
+    fn instance(
         &self,
+        id: TypeId,
+        type_name: &'static str,
         scope: Option<ScopeRef<'_>>,
-    ) -> Result<Arc<T>> {
-        let id = TypeId::of::<T>();
-        let instance = match self.find(id) {
-            Some(Kind::Singleton(instance)) => Arc::clone(instance),
+    ) -> Result<Instance> {
+        match self.find(id) {
+            Some(Kind::Singleton(instance)) => Ok(Arc::clone(instance)),
             Some(Kind::Request(factory)) => {
                 let Some(scope) = scope else {
-                    return Err(Error::RequestScopeRequired {
-                        type_name: type_name::<T>(),
-                    });
+                    return Err(Error::RequestScopeRequired { type_name });
                 };
                 match scope.scope.made(id) {
-                    Some(instance) => instance,
+                    Some(instance) => Ok(instance),
                     None => {
-                        let made = factory(&self.in_scope(Some((scope.weak)())))?;
-                        scope.scope.keep(id, made)
+                        let made = factory(&self.in_scope(Some(scope.weak.clone())))?;
+                        Ok(scope.scope.keep(id, made))
                     }
                 }
             }
             Some(Kind::Transient(factory)) => {
-                factory(&self.in_scope(scope.map(|scope| (scope.weak)())))?
+                factory(&self.in_scope(scope.map(|scope| scope.weak.clone())))
             }
-            None => {
-                scope
-                    .and_then(|scope| scope.scope.own(id))
-                    .ok_or(Error::TypeNotRegistered {
-                        type_name: type_name::<T>(),
-                    })?
-            }
-        };
-        instance
-            .downcast::<T>()
-            .map_err(|_| Error::TypeNotRegistered {
-                type_name: type_name::<T>(),
-            })
+            None => scope
+                .and_then(|scope| scope.scope.own(id))
+                .ok_or(Error::TypeNotRegistered { type_name }),
+        }
     }
 
     /// [`resolve`](Self::resolve) in `scope`, this view's own scope (a context resolves
@@ -163,8 +164,23 @@ impl Providers {
         &self,
         scope: &dyn Scope,
     ) -> Result<Arc<T>> {
-        let weak = || self.scope.clone().expect("a scoped view");
-        self.resolve_in(Some(ScopeRef { scope, weak: &weak }))
+        // A singleton (the usual provider) without the non-generic path's `Result` round
+        // trip: a handler that resolves one per message pays no more than before.
+        match self.singleton::<T>() {
+            Some(instance) => Ok(instance),
+            None => downcast(self.resolve_with_id(scope, TypeId::of::<T>(), type_name::<T>())),
+        }
+    }
+
+    /// [`resolve_with`](Self::resolve_with)'s work, by type id.
+    fn resolve_with_id(
+        &self,
+        scope: &dyn Scope,
+        id: TypeId,
+        type_name: &'static str,
+    ) -> Result<Instance> {
+        let weak = self.scope.as_ref().expect("a scoped view");
+        self.instance(id, type_name, Some(ScopeRef { scope, weak }))
     }
 
     /// This map, resolving in `scope` (a context's).
@@ -189,6 +205,14 @@ impl Providers {
         }
     }
 
+    /// The singleton of type `T`, shared, if registered.
+    pub(crate) fn singleton<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        match self.find(TypeId::of::<T>()) {
+            Some(Kind::Singleton(instance)) => Arc::clone(instance).downcast::<T>().ok(),
+            _ => None,
+        }
+    }
+
     /// How many providers are registered.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -209,8 +233,7 @@ impl Providers {
     }
 
     fn find(&self, id: TypeId) -> Option<&Kind> {
-        self.entries
-            .binary_search_by(|entry| entry.id.cmp(&id))
+        position(&self.entries, id)
             .ok()
             .map(|i| &self.entries[i].kind)
     }
@@ -222,6 +245,20 @@ impl fmt::Debug for Providers {
             .entries(self.entries.iter().map(|e| e.name))
             .finish()
     }
+}
+
+/// Where the entry of type `id` is in `entries` (sorted by type id), or would be.
+pub(crate) fn position(entries: &[Entry], id: TypeId) -> std::result::Result<usize, usize> {
+    entries.binary_search_by(|entry| entry.id.cmp(&id))
+}
+
+/// A resolved instance as a `T` (it is one: instances are keyed by their type's id).
+fn downcast<T: Send + Sync + 'static>(instance: Result<Instance>) -> Result<Arc<T>> {
+    instance?
+        .downcast::<T>()
+        .map_err(|_| Error::TypeNotRegistered {
+            type_name: type_name::<T>(),
+        })
 }
 
 /// What a constructor's error becomes: [`Error::Provider`] naming `T`.

@@ -217,6 +217,7 @@ pub(crate) async fn dispatch_frame(
 
 /// Shows a dispatch failure to the log and to the registry's observer.
 #[cold]
+#[inline(never)]
 fn observed(ctx: &WebSocketContext, registry: &MicroserviceRegistry, err: Error) -> Error {
     event!(
         debug,
@@ -233,6 +234,7 @@ fn observed(ctx: &WebSocketContext, registry: &MicroserviceRegistry, err: Error)
 /// The error frame answering `request`'s failure `err` when the request carried an `id`
 /// (read again from the frame when it did not decode); `None` without one.
 #[cold]
+#[inline(never)]
 pub(crate) fn error_reply(request: &Message, err: &Error) -> Option<Message> {
     let probed = match err {
         Error::BadFrame { .. } => crate::wire::id_of_bad_frame(match request {

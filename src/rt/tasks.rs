@@ -120,7 +120,13 @@ impl<'a> Tasks<'a> {
 
     /// Adds a future; it is first polled by the next turn of [`run`](Self::run).
     pub(crate) fn spawn(&self, future: impl Future<Output = ()> + 'a) {
-        self.incoming.borrow_mut().push(Box::pin(future));
+        self.spawn_boxed(Box::pin(future));
+    }
+
+    /// [`spawn`](Self::spawn) for a future already boxed (no second box, no vtable for
+    /// the box as a future).
+    pub(crate) fn spawn_boxed(&self, task: Task<'a>) {
+        self.incoming.borrow_mut().push(task);
         if let Some(run) = lock(&self.wakeups.run).as_ref() {
             run.wake_by_ref();
         }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -93,7 +94,7 @@ impl Shared {
             query,
             headers,
             peer_addr,
-            identity,
+            identity: identity.map(Arc::new),
             protocol,
         };
         let ctx = WebSocketContext::upgraded(self.providers.clone(), id, millis, handshake);

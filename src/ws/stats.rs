@@ -77,6 +77,8 @@ impl StatsSnapshot {
     }
 
     /// The counters as one JSON object (the `/healthz` body).
+    // Not inlined: the `/healthz` answer stays out of the connection's future.
+    #[inline(never)]
     pub fn to_json(&self) -> String {
         let closes: Vec<String> = self
             .closes

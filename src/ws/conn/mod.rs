@@ -100,6 +100,8 @@ enum Reader {
 }
 
 impl Conn {
+    // Not inlined: run once per connection, it stays out of the connection's future.
+    #[inline(never)]
     pub(crate) fn new(
         io: Stream,
         read_ahead: Vec<u8>,
