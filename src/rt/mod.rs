@@ -49,7 +49,8 @@ pub(crate) use async_io::Timer;
 /// futures work inside it as under `smol::block_on` (async-io's sources and timers wake it
 /// from async-io's thread). A connection's socket handed to another thread keeps working
 /// while this loop runs; once it has returned, an operation on such a socket that would
-/// wait fails with an error instead. A nested call runs on async-io's `block_on`.
+/// wait fails with an error instead. A nested call runs on futures-lite's `block_on` (async-io's
+/// sources and timers wake it from async-io's own thread).
 ///
 /// ```no_run
 /// # use nestforge_edge::prelude::*;

@@ -26,7 +26,7 @@ pub(super) fn block_on<F: Future>(future: F) -> F::Output {
     match run::Loop::enter() {
         Some(run) => run.block_on(future),
         // Nested: the outer loop waits for this one, so nothing registers with it meanwhile.
-        None => run::outside(|| async_io::block_on(future)),
+        None => run::outside(|| futures_lite::future::block_on(future)),
     }
 }
 

@@ -74,6 +74,15 @@ fn a_nested_block_on_runs_without_the_outer_reactor() {
     });
 }
 
+#[test]
+fn a_nested_block_on_waits_for_async_io_timers() {
+    block_on(async {
+        let started = Instant::now();
+        block_on(crate::rt::Timer::after(Duration::from_millis(20)));
+        assert!(started.elapsed() >= Duration::from_millis(20));
+    });
+}
+
 /// A connected pair: the server side on the loop's reactor, the client a blocking socket.
 async fn pair() -> (EpollStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
