@@ -170,6 +170,8 @@ pub use tungstenite::{Bytes, Message};
 pub use wire::{event_frame, Kind, RequestFrame, TransportMetadata};
 #[doc(hidden)]
 pub use ws::close_code;
+#[cfg(feature = "deflate")]
+pub use ws::Compression;
 #[doc(hidden)]
 pub use ws::Framing;
 pub use ws::{
@@ -185,6 +187,8 @@ pub type WebSocketMicroserviceKind = Kind;
 pub mod prelude {
     #[cfg(feature = "signal")]
     pub use crate::shutdown_signal;
+    #[cfg(feature = "deflate")]
+    pub use crate::Compression;
     pub use crate::{
         guard_fn, handle_websocket_microservice_message, module, serve_patterns,
         shutdown_schedules, start_schedules, AppError, AuthIdentity, CloseFrame, CodedError,
