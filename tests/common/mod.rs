@@ -16,6 +16,8 @@ use nestforge_edge::{Server, ShutdownHandle};
 
 pub type Client = WebSocketStream<smol::net::TcpStream>;
 
+pub mod deflate;
+
 #[allow(dead_code)] // its `main`
 #[path = "../../examples/echo.rs"]
 mod echo_example;
