@@ -1,0 +1,243 @@
+//! `--compress`: `permessage-deflate` against the same load uncompressed. The client offers
+//! the extension (`permessage-deflate; client_max_window_bits`), sends JSON telemetry
+//! compressed as a browser does (a fresh window per message, the sync tail removed) and
+//! inflates the compressed replies to check them; the gateway (built with the feature
+//! `deflate`) echoes them, compressing replies of 128 bytes or more.
+//!
+//! In-process, each case runs without the extension, then with it, back to back, twice, so
+//! drift hits both alike; the table gives frames/s and the bytes on the wire per echoed
+//! message (request and reply, frame headers included) of each, and their ratios.
+
+use miniz_oxide::deflate::core::{
+    compress_to_output, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush,
+};
+
+use crate::client::{self, Body, Endpoint, Expect, Load, Outcome, Timing};
+use crate::frames::OP_TEXT;
+use crate::server;
+use crate::size_label;
+
+/// RSV1: the message is compressed (on its first frame).
+pub const RSV1: u8 = 0x40;
+
+/// JSON telemetry of `len` bytes (at least 64): readings of a few sensors as a device
+/// reports them, padded with spaces to the length.
+pub fn telemetry(len: usize) -> Vec<u8> {
+    let mut out = String::from("{\"device\":\"edge-0042\",\"readings\":[");
+    for i in 0u64.. {
+        let reading = format!(
+            "{}{{\"sensor\":\"s{}\",\"ts\":{},\"celsius\":{}.{}}}",
+            if i == 0 { "" } else { "," },
+            i % 6,
+            1_765_000_000_000 + i * 250,
+            18 + (i * 7) % 11,
+            (i * 3) % 10
+        );
+        if out.len() + reading.len() + 2 > len {
+            break;
+        }
+        out += &reading;
+    }
+    out += "]}";
+    while out.len() < len {
+        out.push(' ');
+    }
+    out.into_bytes()
+}
+
+/// `payload` compressed as a message's payload (RFC 7692 §7.2.1), with miniz_oxide's
+/// default level, as browsers use zlib's.
+pub fn deflate(payload: &[u8]) -> Vec<u8> {
+    let flags = create_comp_flags_from_zip_params(6, -15, 0);
+    let mut compressor = Box::new(CompressorOxide::new(flags));
+    let mut out = Vec::with_capacity(payload.len() / 2 + 16);
+    compress_to_output(&mut compressor, payload, TDEFLFlush::Sync, |chunk| {
+        out.extend_from_slice(chunk);
+        true
+    });
+    out.truncate(out.len().saturating_sub(4));
+    out
+}
+
+/// A compressed message's payload inflated (the sync tail and an empty final block
+/// appended); `None` when it does not inflate.
+pub fn inflate(compressed: &[u8]) -> Option<Vec<u8>> {
+    let mut stream = Vec::with_capacity(compressed.len() + 9);
+    stream.extend_from_slice(compressed);
+    stream.extend_from_slice(&[0, 0, 0xff, 0xff, 0x01, 0, 0, 0xff, 0xff]);
+    miniz_oxide::inflate::decompress_to_vec(&stream).ok()
+}
+
+/// The telemetry echo load: `conns` x `in_flight` of `size` bytes.
+pub fn load(size: usize, conns: usize, in_flight: usize) -> Load {
+    let body = Body::Fixed {
+        opcode: OP_TEXT,
+        payload: telemetry(size),
+    };
+    Load {
+        conns,
+        in_flight,
+        expect: Expect::echo(&body),
+        body,
+        max_frame: None,
+    }
+}
+
+/// One case: its name and load.
+pub struct Case {
+    pub name: String,
+    pub load: Load,
+}
+
+/// The cases of `--compress`: 128 B and 4 KiB telemetry at 1 x 1, 16 x 1 and 16 x 16.
+pub fn matrix() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for size in [128, 4096] {
+        for (conns, in_flight) in [(1, 1), (16, 1), (16, 16)] {
+            cases.push(Case {
+                name: format!("json/{}/{conns}x{in_flight}", size_label(size)),
+                load: load(size, conns, in_flight),
+            });
+        }
+    }
+    cases
+}
+
+/// One case's runs, in the order they ran: uncompressed, then compressed, twice.
+pub struct Row {
+    pub name: String,
+    pub plain: Vec<Result<Outcome, String>>,
+    pub deflate: Vec<Result<Outcome, String>>,
+}
+
+impl Row {
+    pub fn failed(&self) -> bool {
+        let bad = |r: &Result<Outcome, String>| r.as_ref().map_or(true, |o| o.errors > 0);
+        self.plain.iter().chain(&self.deflate).any(bad)
+    }
+}
+
+/// Runs every case against an in-process gateway, alternating without and with
+/// `permessage-deflate`.
+pub fn in_process(cases: Vec<Case>, timing: Timing) -> Vec<Row> {
+    eprintln!(
+        "throughput --compress: {} case(s) x (plain, deflate) x 2, {:?} warm-up + {:?} each",
+        cases.len(),
+        timing.warmup,
+        timing.measure,
+    );
+    let mut rows = Vec::new();
+    for (i, case) in cases.into_iter().enumerate() {
+        let mut row = Row {
+            name: case.name.clone(),
+            plain: Vec::new(),
+            deflate: Vec::new(),
+        };
+        for round in 0..2 {
+            for deflate in [false, true] {
+                let label = if deflate { "deflate" } else { "plain" };
+                eprint!("[{}] {} {label} #{} ... ", i + 1, case.name, round + 1);
+                let result = run_once(&case.load, deflate, timing);
+                match &result {
+                    Ok(o) => eprintln!(
+                        "{:.0} frames/s, {:.0} wire bytes per message",
+                        o.frames_per_s(),
+                        o.wire_per_frame()
+                    ),
+                    Err(e) => eprintln!("failed: {e}"),
+                }
+                if deflate {
+                    &mut row.deflate
+                } else {
+                    &mut row.plain
+                }
+                .push(result);
+            }
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// Starts the gateway, runs `load` (offering `permessage-deflate` when `deflate`), stops it.
+fn run_once(load: &Load, deflate: bool, timing: Timing) -> Result<Outcome, String> {
+    let running =
+        server::start_gateway(load.conns).map_err(|e| format!("cannot start the server: {e}"))?;
+    let endpoint = Endpoint {
+        addrs: vec![running.addr],
+        host: running.addr.to_string(),
+        path: server::ECHO_PATH.into(),
+        websocket: true,
+        deflate,
+    };
+    let outcome = client::run(&endpoint, load, timing);
+    running.stop();
+    outcome.map_err(|e| e.to_string())
+}
+
+/// The median of the runs that succeeded.
+fn median(runs: &[Result<Outcome, String>], f: impl Fn(&Outcome) -> f64) -> Option<f64> {
+    let mut values: Vec<f64> = runs.iter().filter_map(|r| r.as_ref().ok()).map(f).collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[n / 2]),
+        n => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// Prints the table and one `case=...` line per case.
+pub fn print(rows: &[Row]) {
+    println!();
+    println!(
+        "| case | plain frames/s | deflate frames/s | ratio | plain wire B/msg | deflate wire B/msg | ratio | plain p99 us | deflate p99 us | deflate allocs/frame |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let cell = |v: Option<f64>, digits: usize| match v {
+        Some(v) => format!("{v:.digits$}"),
+        None => "-".into(),
+    };
+    for row in rows {
+        let fps = (
+            median(&row.plain, Outcome::frames_per_s),
+            median(&row.deflate, Outcome::frames_per_s),
+        );
+        let wire = (
+            median(&row.plain, Outcome::wire_per_frame),
+            median(&row.deflate, Outcome::wire_per_frame),
+        );
+        let p99 = |o: &Outcome| o.percentile_us(0.99);
+        let ratio = |(a, b): (Option<f64>, Option<f64>)| a.zip(b).map(|(a, b)| b / a);
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.name,
+            cell(fps.0, 0),
+            cell(fps.1, 0),
+            cell(ratio(fps), 2),
+            cell(wire.0, 0),
+            cell(wire.1, 0),
+            cell(ratio(wire), 3),
+            cell(median(&row.plain, p99), 1),
+            cell(median(&row.deflate, p99), 1),
+            cell(median(&row.deflate, Outcome::allocs_per_frame), 2),
+        );
+    }
+    println!();
+    for row in rows {
+        let runs = |runs: &[Result<Outcome, String>]| {
+            runs.iter()
+                .map(|r| match r {
+                    Ok(o) => format!("{:.0}/{:.0}", o.frames_per_s(), o.wire_per_frame()),
+                    Err(_) => "failed".into(),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        println!(
+            "case={} plain_frames_per_s/wire_bytes={} deflate_frames_per_s/wire_bytes={}",
+            row.name,
+            runs(&row.plain),
+            runs(&row.deflate),
+        );
+    }
+}
