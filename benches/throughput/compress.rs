@@ -190,7 +190,7 @@ fn median(runs: &[Result<Outcome, String>], f: impl Fn(&Outcome) -> f64) -> Opti
 pub fn print(rows: &[Row]) {
     println!();
     println!(
-        "| case | plain frames/s | deflate frames/s | ratio | plain wire B/msg | deflate wire B/msg | ratio | plain p99 us | deflate p99 us | deflate allocs/frame |"
+        "| case | plain frames/s | deflate frames/s | ratio | plain wire B/msg | deflate wire B/msg | ratio | plain p99 us | deflate p99 us | allocs/frame plain, deflate |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let cell = |v: Option<f64>, digits: usize| match v {
@@ -209,7 +209,7 @@ pub fn print(rows: &[Row]) {
         let p99 = |o: &Outcome| o.percentile_us(0.99);
         let ratio = |(a, b): (Option<f64>, Option<f64>)| a.zip(b).map(|(a, b)| b / a);
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}, {} |",
             row.name,
             cell(fps.0, 0),
             cell(fps.1, 0),
@@ -219,6 +219,7 @@ pub fn print(rows: &[Row]) {
             cell(ratio(wire), 3),
             cell(median(&row.plain, p99), 1),
             cell(median(&row.deflate, p99), 1),
+            cell(median(&row.plain, Outcome::allocs_per_frame), 2),
             cell(median(&row.deflate, Outcome::allocs_per_frame), 2),
         );
     }

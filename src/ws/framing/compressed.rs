@@ -47,7 +47,9 @@ pub(super) fn starts_compressed(header: &FrameHeader, limits: &Limits) -> bool {
 
 /// The message a compressed payload (its frames' payloads joined) inflates to: at most
 /// `max` bytes (`MessageTooLong` beyond, its `size` one past the limit: the inflation
-/// stopped there), valid UTF-8 for a text message.
+/// stopped there), valid UTF-8 for a text message. Kept out of line: the plain read path
+/// stays as small as without the feature.
+#[inline(never)]
 pub(super) fn inflate(payload: &[u8], text: bool, max: usize) -> Result<Message> {
     let data = deflate::inflate(payload, max).map_err(|e| match e {
         InflateError::TooBig => Error::Capacity(CapacityError::MessageTooLong {
@@ -67,15 +69,22 @@ impl Framing {
     /// Queues `payload` compressed, as one `opcode` frame with RSV1 set; `false` (nothing
     /// queued) when it is to go as it is: no agreement, a control frame, a payload under the
     /// gateway's `min_size`, or one that does not get smaller.
+    #[inline]
     pub(super) fn push_compressed(&mut self, opcode: OpCode, payload: &[u8]) -> bool {
-        let Some(deflating) = self.limits.deflate else {
-            return false;
-        };
-        if payload.len() < deflating.min_size || !matches!(opcode, OpCode::Data(_)) {
-            return false;
+        match self.limits.deflate {
+            Some(deflating) if payload.len() >= deflating.min_size => {
+                let window = deflating.agreement.server_window_bits;
+                matches!(opcode, OpCode::Data(_)) && self.compress_and_push(opcode, payload, window)
+            }
+            _ => false,
         }
+    }
+
+    /// [`push_compressed`](Self::push_compressed)'s compression, out of line: the plain
+    /// write path stays as small as without the feature.
+    #[inline(never)]
+    fn compress_and_push(&mut self, opcode: OpCode, payload: &[u8], window: u8) -> bool {
         let mut scratch = SCRATCH.take();
-        let window = deflating.agreement.server_window_bits;
         let compressed = deflate::compress(payload, window, &mut scratch);
         if compressed {
             let header = FrameHeader {
