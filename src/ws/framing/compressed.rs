@@ -31,8 +31,9 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// What a peer's Corrupt message closes with (1007, as invalid UTF-8 does: the payload is
-/// not what its RSV1 says it is).
+/// The error text of a compressed message that does not inflate, reported as tungstenite's
+/// `Error::Utf8`: the connection closes with 1007, as for invalid UTF-8 (the payload is not
+/// what its RSV1 says it is; RFC 7692 names no code).
 pub(super) const CORRUPT: &str = "invalid permessage-deflate data";
 
 /// Whether `header`'s reserved bits mark the first frame of a compressed message (RSV1 alone,
