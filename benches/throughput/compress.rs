@@ -8,10 +8,6 @@
 //! drift hits both alike; the table gives frames/s and the bytes on the wire per echoed
 //! message (request and reply, frame headers included) of each, and their ratios.
 
-use miniz_oxide::deflate::core::{
-    compress_to_output, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush,
-};
-
 use crate::client::{self, Body, Endpoint, Expect, Load, Outcome, Timing};
 use crate::frames::OP_TEXT;
 use crate::server;
@@ -20,59 +16,21 @@ use crate::size_label;
 /// RSV1: the message is compressed (on its first frame).
 pub const RSV1: u8 = 0x40;
 
-/// JSON telemetry of `len` bytes (at least 64): readings of a few sensors as a device
-/// reports them, padded with spaces to the length.
-pub fn telemetry(len: usize) -> Vec<u8> {
-    let mut out = String::from("{\"device\":\"edge-0042\",\"readings\":[");
-    for i in 0u64.. {
-        let reading = format!(
-            "{}{{\"sensor\":\"s{}\",\"ts\":{},\"celsius\":{}.{}}}",
-            if i == 0 { "" } else { "," },
-            i % 6,
-            1_765_000_000_000 + i * 250,
-            18 + (i * 7) % 11,
-            (i * 3) % 10
-        );
-        if out.len() + reading.len() + 2 > len {
-            break;
-        }
-        out += &reading;
-    }
-    out += "]}";
-    while out.len() < len {
-        out.push(' ');
-    }
-    out.into_bytes()
-}
+/// The client's codec and telemetry, shared with the tests.
+#[path = "../../tests/common/deflate/codec.rs"]
+mod codec;
+pub use codec::{inflate, telemetry};
 
-/// `payload` compressed as a message's payload (RFC 7692 §7.2.1), with miniz_oxide's
-/// default level, as browsers use zlib's.
+/// `payload` compressed as browsers do (zlib's default level, 6).
 pub fn deflate(payload: &[u8]) -> Vec<u8> {
-    let flags = create_comp_flags_from_zip_params(6, -15, 0);
-    let mut compressor = Box::new(CompressorOxide::new(flags));
-    let mut out = Vec::with_capacity(payload.len() / 2 + 16);
-    compress_to_output(&mut compressor, payload, TDEFLFlush::Sync, |chunk| {
-        out.extend_from_slice(chunk);
-        true
-    });
-    out.truncate(out.len().saturating_sub(4));
-    out
-}
-
-/// A compressed message's payload inflated (the sync tail and an empty final block
-/// appended); `None` when it does not inflate.
-pub fn inflate(compressed: &[u8]) -> Option<Vec<u8>> {
-    let mut stream = Vec::with_capacity(compressed.len() + 9);
-    stream.extend_from_slice(compressed);
-    stream.extend_from_slice(&[0, 0, 0xff, 0xff, 0x01, 0, 0, 0xff, 0xff]);
-    miniz_oxide::inflate::decompress_to_vec(&stream).ok()
+    codec::deflate(payload, 6)
 }
 
 /// The telemetry echo load: `conns` x `in_flight` of `size` bytes.
 pub fn load(size: usize, conns: usize, in_flight: usize) -> Load {
     let body = Body::Fixed {
         opcode: OP_TEXT,
-        payload: telemetry(size),
+        payload: telemetry(size).into_bytes(),
     };
     Load {
         conns,

@@ -1,15 +1,15 @@
 //! The client side of `permessage-deflate` for the raw-socket tests: an upgrade that offers
-//! it, messages compressed as a browser sends them (raw DEFLATE, a sync flush, its tail
-//! removed: RFC 7692 §7.2.1), server frames read with their reserved bits, and inflation.
+//! it, server frames read with their reserved bits, and (in `codec`, which the bench shares)
+//! messages compressed as browsers send them, replies inflated, JSON telemetry.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use miniz_oxide::deflate::core::{
-    compress_to_output, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush,
-};
-
 use super::{raw, read_head};
+
+mod codec;
+#[allow(unused_imports)] // each test file uses a different subset
+pub use codec::{deflate, inflate, telemetry};
 
 /// The response to every valid offer: both no-context-takeover parameters.
 pub const ACCEPTED: &str =
@@ -49,27 +49,6 @@ pub fn compressed_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
     s
 }
 
-/// `payload` compressed as a message's payload, at `level` (1 to 9).
-pub fn deflate(payload: &[u8], level: u8) -> Vec<u8> {
-    let flags = create_comp_flags_from_zip_params(i32::from(level), -15, 0);
-    let mut compressor = Box::new(CompressorOxide::new(flags));
-    let mut out = Vec::new();
-    compress_to_output(&mut compressor, payload, TDEFLFlush::Sync, |chunk| {
-        out.extend_from_slice(chunk);
-        true
-    });
-    assert!(out.ends_with(&[0, 0, 0xff, 0xff]), "a sync flush");
-    out.truncate(out.len() - 4);
-    out
-}
-
-/// A compressed message's payload inflated (the tail appended, then an empty final block).
-pub fn inflate(compressed: &[u8]) -> Vec<u8> {
-    let mut stream = compressed.to_vec();
-    stream.extend_from_slice(&[0, 0, 0xff, 0xff, 0x01, 0, 0, 0xff, 0xff]);
-    miniz_oxide::inflate::decompress_to_vec(&stream).expect("a valid compressed message")
-}
-
 /// Reads one server frame: its first byte (FIN, RSV1-3, opcode) and payload.
 pub fn read_server_frame(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
     let mut h = [0u8; 2];
@@ -100,34 +79,9 @@ pub fn read_message(s: &mut TcpStream) -> (u8, bool, Vec<u8>) {
     assert_eq!(first & 0x80, 0x80, "one frame per message");
     let compressed = first & 0x40 != 0;
     let payload = if compressed {
-        inflate(&payload)
+        inflate(&payload).expect("a valid compressed message")
     } else {
         payload
     };
     (first & 0x0f, compressed, payload)
-}
-
-/// JSON telemetry of `len` bytes (at least 64): readings of a few sensors, as a device
-/// reports them, padded with spaces to the length.
-pub fn telemetry(len: usize) -> String {
-    let mut out = String::from("{\"device\":\"edge-0042\",\"readings\":[");
-    for i in 0u64.. {
-        let reading = format!(
-            "{}{{\"sensor\":\"s{}\",\"ts\":{},\"celsius\":{}.{}}}",
-            if i == 0 { "" } else { "," },
-            i % 6,
-            1_765_000_000_000 + i * 250,
-            18 + (i * 7) % 11,
-            (i * 3) % 10
-        );
-        if out.len() + reading.len() + 2 > len {
-            break;
-        }
-        out += &reading;
-    }
-    out += "]}";
-    while out.len() < len {
-        out.push(' ');
-    }
-    out
 }
