@@ -11,7 +11,7 @@
 use crate::client::{self, Body, Endpoint, Expect, Load, Outcome, Timing};
 use crate::frames::OP_TEXT;
 use crate::server;
-use crate::size_label;
+use crate::{size_label, Case};
 
 /// RSV1: the message is compressed (on its first frame).
 pub const RSV1: u8 = 0x40;
@@ -26,25 +26,23 @@ pub fn deflate(payload: &[u8]) -> Vec<u8> {
     codec::deflate(payload, 6)
 }
 
-/// The telemetry echo load: `conns` x `in_flight` of `size` bytes.
-pub fn load(size: usize, conns: usize, in_flight: usize) -> Load {
+/// Echo of JSON telemetry, `conns` x `in_flight` of `size` bytes.
+pub fn case(size: usize, conns: usize, in_flight: usize) -> Case {
     let body = Body::Fixed {
         opcode: OP_TEXT,
         payload: telemetry(size).into_bytes(),
     };
-    Load {
-        conns,
-        in_flight,
-        expect: Expect::echo(&body),
-        body,
-        max_frame: None,
+    Case {
+        name: format!("json/{}/{conns}x{in_flight}", size_label(size)),
+        load: Load {
+            conns,
+            in_flight,
+            expect: Expect::echo(&body),
+            body,
+            max_frame: None,
+        },
+        path: server::ECHO_PATH,
     }
-}
-
-/// One case: its name and load.
-pub struct Case {
-    pub name: String,
-    pub load: Load,
 }
 
 /// The cases of `--compress`: 128 B and 4 KiB telemetry at 1 x 1, 16 x 1 and 16 x 16.
@@ -52,10 +50,7 @@ pub fn matrix() -> Vec<Case> {
     let mut cases = Vec::new();
     for size in [128, 4096] {
         for (conns, in_flight) in [(1, 1), (16, 1), (16, 16)] {
-            cases.push(Case {
-                name: format!("json/{}/{conns}x{in_flight}", size_label(size)),
-                load: load(size, conns, in_flight),
-            });
+            cases.push(case(size, conns, in_flight));
         }
     }
     cases
@@ -95,7 +90,7 @@ pub fn in_process(cases: Vec<Case>, timing: Timing) -> Vec<Row> {
             for deflate in [false, true] {
                 let label = if deflate { "deflate" } else { "plain" };
                 eprint!("[{}] {} {label} #{} ... ", i + 1, case.name, round + 1);
-                let result = run_once(&case.load, deflate, timing);
+                let result = run_once(&case, deflate, timing);
                 match &result {
                     Ok(o) => eprintln!(
                         "{:.0} frames/s, {:.0} wire bytes per message",
@@ -117,18 +112,18 @@ pub fn in_process(cases: Vec<Case>, timing: Timing) -> Vec<Row> {
     rows
 }
 
-/// Starts the gateway, runs `load` (offering `permessage-deflate` when `deflate`), stops it.
-fn run_once(load: &Load, deflate: bool, timing: Timing) -> Result<Outcome, String> {
-    let running =
-        server::start_gateway(load.conns).map_err(|e| format!("cannot start the server: {e}"))?;
+/// Starts the gateway, runs `case` (offering `permessage-deflate` when `deflate`), stops it.
+fn run_once(case: &Case, deflate: bool, timing: Timing) -> Result<Outcome, String> {
+    let running = server::start_gateway(case.load.conns)
+        .map_err(|e| format!("cannot start the server: {e}"))?;
     let endpoint = Endpoint {
         addrs: vec![running.addr],
         host: running.addr.to_string(),
-        path: server::ECHO_PATH.into(),
+        path: case.path.into(),
         websocket: true,
         deflate,
     };
-    let outcome = client::run(&endpoint, load, timing);
+    let outcome = client::run(&endpoint, &case.load, timing);
     running.stop();
     outcome.map_err(|e| e.to_string())
 }

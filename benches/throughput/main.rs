@@ -180,11 +180,7 @@ fn custom_case(args: &Args) -> Result<Case, String> {
     let mut case = match &args.frame {
         None if args.compress => {
             let size = args.size.unwrap_or(128);
-            Case {
-                name: format!("json/{}/{conns}x{in_flight}", size_label(size)),
-                load: compress::load(size, conns, in_flight),
-                path: server::ECHO_PATH,
-            }
+            compress::case(size, conns, in_flight)
         }
         None => echo(args.size.unwrap_or(128), conns, in_flight),
         Some(text) => {
@@ -358,7 +354,7 @@ fn remote(url: &Url, case: &Case, deflate: bool, timing: Timing) -> Result<Row, 
 }
 
 /// `--compress` in-process: the cases without then with `permessage-deflate`.
-fn compressed(cases: Vec<compress::Case>, timing: Timing) -> ExitCode {
+fn compressed(cases: Vec<Case>, timing: Timing) -> ExitCode {
     let rows = compress::in_process(cases, timing);
     compress::print(&rows);
     if rows.iter().any(compress::Row::failed) {
@@ -408,17 +404,16 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             },
-            None if args.compress => {
-                let cases = vec![compress::Case {
-                    name: case.name,
-                    load: case.load,
-                }];
-                return compressed(cases, timing);
-            }
+            None if args.compress => return compressed(vec![case], timing),
             None => in_process(vec![case], timing),
         }
-    } else if args.compress {
-        let cases: Vec<compress::Case> = compress::matrix()
+    } else {
+        let all = if args.compress {
+            compress::matrix()
+        } else {
+            matrix(args.quick)
+        };
+        let cases: Vec<Case> = all
             .into_iter()
             .filter(|c| args.filters.is_empty() || args.filters.iter().any(|f| c.name.contains(f)))
             .collect();
@@ -426,15 +421,8 @@ fn main() -> ExitCode {
             eprintln!("error: no case matches {:?}", args.filters);
             return ExitCode::from(2);
         }
-        return compressed(cases, timing);
-    } else {
-        let cases: Vec<Case> = matrix(args.quick)
-            .into_iter()
-            .filter(|c| args.filters.is_empty() || args.filters.iter().any(|f| c.name.contains(f)))
-            .collect();
-        if cases.is_empty() {
-            eprintln!("error: no case matches {:?}", args.filters);
-            return ExitCode::from(2);
+        if args.compress {
+            return compressed(cases, timing);
         }
         in_process(cases, timing)
     };
