@@ -349,37 +349,14 @@ mod with_the_feature {
         if !python_websockets() {
             return;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = std::process::Command::new(example("events_gateway"))
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < scaled(Duration::from_secs(10)),
-                "not started"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (mut child, addr) = start_example("events_gateway", &[]);
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/interop/python_deflate.py"
         );
         let limit = (30 * time_scale()).to_string();
         let out = std::process::Command::new("timeout")
-            .args([
-                &limit,
-                "python3",
-                script,
-                &format!("ws://127.0.0.1:{port}/ws"),
-            ])
+            .args([&limit, "python3", script, &format!("ws://{addr}/ws")])
             .output()
             .unwrap();
         child.kill().unwrap();

@@ -13,8 +13,7 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
 
 use common::deflate::*;
 use common::*;
@@ -24,28 +23,13 @@ const MIB: u64 = 1 << 20;
 
 /// The echo example on a free port with `max_message` bytes per frame and message.
 fn start_echo(max_message: usize) -> (Child, SocketAddr) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(example("echo"))
-        .env("PORT", port.to_string())
-        .env("MAX_MESSAGE", max_message.to_string())
-        .env("MAX_CONNECTIONS", (CONNECTIONS + 64).to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            start.elapsed() < scaled(Duration::from_secs(10)),
-            "echo did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, addr)
+    start_example(
+        "echo",
+        &[
+            ("MAX_MESSAGE", max_message.to_string()),
+            ("MAX_CONNECTIONS", (CONNECTIONS + 64).to_string()),
+        ],
+    )
 }
 
 fn stop(mut child: Child) {
