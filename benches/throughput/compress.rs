@@ -8,10 +8,10 @@
 //! drift hits both alike; the table gives frames/s and the bytes on the wire per echoed
 //! message (request and reply, frame headers included) of each, and their ratios.
 
-use crate::client::{self, Body, Endpoint, Expect, Load, Outcome, Timing};
+use crate::client::{self, Body, Endpoint, Outcome, Timing};
 use crate::frames::OP_TEXT;
 use crate::server;
-use crate::{size_label, Case};
+use crate::{echo_of, size_label, Case};
 
 /// RSV1: the message is compressed (on its first frame).
 pub const RSV1: u8 = 0x40;
@@ -32,17 +32,8 @@ pub fn case(size: usize, conns: usize, in_flight: usize) -> Case {
         opcode: OP_TEXT,
         payload: telemetry(size).into_bytes(),
     };
-    Case {
-        name: format!("json/{}/{conns}x{in_flight}", size_label(size)),
-        load: Load {
-            conns,
-            in_flight,
-            expect: Expect::echo(&body),
-            body,
-            max_frame: None,
-        },
-        path: server::ECHO_PATH,
-    }
+    let name = format!("json/{}/{conns}x{in_flight}", size_label(size));
+    echo_of(name, body, conns, in_flight)
 }
 
 /// The cases of `--compress`: 128 B and 4 KiB telemetry at 1 x 1, 16 x 1 and 16 x 16.

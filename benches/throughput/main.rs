@@ -103,9 +103,14 @@ fn echo_body(size: usize) -> Body {
 }
 
 fn echo(size: usize, conns: usize, in_flight: usize) -> Case {
-    let body = echo_body(size);
+    let name = format!("echo/{}/{conns}x{in_flight}", size_label(size));
+    echo_of(name, echo_body(size), conns, in_flight)
+}
+
+/// Case `name`: `body` echoed on [`server::ECHO_PATH`], `conns` x `in_flight`.
+fn echo_of(name: String, body: Body, conns: usize, in_flight: usize) -> Case {
     Case {
-        name: format!("echo/{}/{conns}x{in_flight}", size_label(size)),
+        name,
         load: Load {
             conns,
             in_flight,
