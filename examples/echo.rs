@@ -6,8 +6,9 @@
 //! ../shared/autobahn/run ws://127.0.0.1:9001/ws target/autobahn
 //! ```
 //! `HOST` and `PORT` override the defaults, `READ_BUFFER` the 4 KiB read buffer,
-//! `MAX_CONNECTIONS` the limit of 1,024 open connections; SIGINT or SIGTERM shuts it down
-//! gracefully.
+//! `MAX_MESSAGE` the 16 MiB frame and message limit, `MAX_CONNECTIONS` the limit of 1,024
+//! open connections; SIGINT or SIGTERM shuts it down gracefully. Built with the feature
+//! `deflate`, it accepts `permessage-deflate` (the default `WebSocketConfig::compression`).
 
 use nestforge_edge::prelude::*;
 
@@ -37,9 +38,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(9001);
     // Conformance and load tests send up to 16 MiB messages and open many connections.
+    let max_message = std::env::var("MAX_MESSAGE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16 << 20);
     let config = WebSocketConfig::default()
-        .max_frame_size(16 << 20)
-        .max_message_size(16 << 20)
+        .max_frame_size(max_message)
+        .max_message_size(max_message)
         .max_write_buffer_size(256 * 1024)
         // READ_BUFFER trades RAM per connection for fewer reads per large frame.
         .read_buffer_size(

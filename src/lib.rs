@@ -70,12 +70,14 @@
 //! | `ping_interval` / `idle_timeout` / `close_timeout` | 20 s / 45 s / 2 s | Close `1001` / socket dropped |
 //! | `fairness_budget` | 32 messages in a row | yields to the other connections |
 //! | `allowed_origins` / `protocols` | none / none | `403` / first common one |
+//! | `compression` (feature `deflate`) | `permessage-deflate` accepted; replies and pushes from 128 B compressed | a message inflates to at most `max_message_size` (its compressed bytes count too): Close `1009`, the inflation stopped there; data that does not inflate: Close `1007` |
 //!
 //! Close codes: `1000` normal (also when `on_connect` returns), `1001` going away
-//! (shutdown, idle), `1002` protocol violation (unmasked client frame, reserved bits,
-//! unknown opcode, bad control frame or continuation), `1007` invalid UTF-8, `1008` slow
-//! consumer, `1009` too big, `1011` the gateway panicked. The close frame is flushed before
-//! the socket is half-closed.
+//! (shutdown, idle), `1002` protocol violation (unmasked client frame, reserved bits (RSV1
+//! outside a compressed message's first frame), unknown opcode, bad control frame or
+//! continuation), `1007` invalid UTF-8 (or a compressed message that does not inflate),
+//! `1008` slow consumer, `1009` too big, `1011` the gateway panicked. The close frame is
+//! flushed before the socket is half-closed.
 //!
 //! # Features
 //! - `log` (off by default): connection-level logs through the `log` facade (connect,
@@ -87,6 +89,12 @@
 //!   starts a graceful shutdown (through async-signal, smol's).
 //! - `anyhow` (off by default): `bail!` and `ensure!` in anyhow's forms inside handler
 //!   bodies. `?` on an `anyhow::Error` in a handler works without it.
+//! - `deflate` (off by default): `permessage-deflate` (RFC 7692, through miniz_oxide), which
+//!   every browser offers, accepted by every gateway unless its
+//!   `WebSocketConfig::compression` says `Compression::Off`. Neither side keeps context
+//!   between messages, so a connection holds no compression state: one compressor and one
+//!   inflater serve every connection of a thread. Without the feature, offers are declined.
+//!   What it costs and saves: BENCHMARKS.md, "Compression".
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
@@ -170,6 +178,8 @@ pub use tungstenite::{Bytes, Message};
 pub use wire::{event_frame, Kind, RequestFrame, TransportMetadata};
 #[doc(hidden)]
 pub use ws::close_code;
+#[cfg(feature = "deflate")]
+pub use ws::Compression;
 #[doc(hidden)]
 pub use ws::Framing;
 pub use ws::{
@@ -185,6 +195,8 @@ pub type WebSocketMicroserviceKind = Kind;
 pub mod prelude {
     #[cfg(feature = "signal")]
     pub use crate::shutdown_signal;
+    #[cfg(feature = "deflate")]
+    pub use crate::Compression;
     pub use crate::{
         guard_fn, handle_websocket_microservice_message, module, serve_patterns,
         shutdown_schedules, start_schedules, AppError, AuthIdentity, CloseFrame, CodedError,

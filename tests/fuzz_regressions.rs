@@ -180,7 +180,7 @@ fn upgrade_responses_are_well_formed() {
         assert!(head.split("\r\n").all(|line| !line.contains(['\r', '\n'])));
     }
     let mut out = Vec::new();
-    upgrade::write_switching_protocols(&mut out, KEY, Some("chat"), "req-1-1");
+    upgrade::write_switching_protocols(&mut out, KEY, Some("chat"), None, "req-1-1");
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -16,6 +16,10 @@ MODES
     --conns/--in-flight/--size/--frame/--max-frame without --url
                      One custom case, in-process (gateway and raw TCP echo).
     --url URL        One case against a running gateway (no reference, no allocation count).
+    --compress       permessage-deflate: JSON telemetry of 128 B and 4 KiB at 1 x 1, 16 x 1
+                     and 16 x 16, each case without then with the extension, twice, against
+                     the in-process gateway (the bench built with --features deflate). With
+                     --url or a custom case: that case's telemetry, offering the extension.
 
 OPTIONS
     --url URL          Drive the gateway at ws://HOST:PORT/PATH (PORT defaults to 80,
@@ -29,13 +33,16 @@ OPTIONS
                        Default: echo of --size bytes.
     --conns N          Connections. Default 16 (custom case and --url).
     --in-flight N      Requests kept in flight per connection. Default 16 (custom case, --url).
-    --size BYTES       Echo payload size; not with --frame. Default 128.
+    --size BYTES       Echo payload size (with --compress: JSON telemetry of that size); not
+                       with --frame. Default 128.
     --max-frame BYTES  Split each message into frames of at most BYTES (a gateway with the
                        default configuration takes frames up to 16 KiB). Default: one frame.
     --secs S           Measured seconds per run (decimals allowed). Default 2 (matrix),
                        1 (--quick), 5 (--url, custom case).
     --warmup S         Warm-up seconds before each window. Default 0.5 (0.25 with --quick).
     --quick            Smaller matrix and shorter windows (about 30 s).
+    --compress         See MODES: offer permessage-deflate, send compressible JSON telemetry,
+                       inflate compressed replies. Not with --frame or --max-frame.
     --spin             Poll the sockets without blocking (the client takes a whole core).
                        Default: block in the OS poller (epoll/kqueue).
     -h, --help         This text.
@@ -120,6 +127,7 @@ pub struct Args {
     pub secs: Option<Duration>,
     pub warmup: Option<Duration>,
     pub quick: bool,
+    pub compress: bool,
     pub spin: bool,
     pub help: bool,
     pub filters: Vec<String>,
@@ -158,6 +166,7 @@ impl Args {
             match flag.as_str() {
                 "-h" | "--help" => out.help = true,
                 "--quick" => out.quick = true,
+                "--compress" => out.compress = true,
                 "--spin" => out.spin = true,
                 // `cargo bench` passes it to every bench binary.
                 "--bench" => {}
@@ -171,7 +180,12 @@ impl Args {
                 "--warmup" => out.warmup = Some(seconds(&flag, &value(&flag)?, true)?),
                 _ => return Err(format!("unknown option {flag}")),
             }
-            if inline.is_some() && matches!(flag.as_str(), "--quick" | "--spin" | "--help") {
+            if inline.is_some()
+                && matches!(
+                    flag.as_str(),
+                    "--quick" | "--compress" | "--spin" | "--help"
+                )
+            {
                 return Err(format!("{flag} takes no value"));
             }
         }
@@ -183,6 +197,13 @@ impl Args {
                 "unexpected argument {:?}: case filters apply to the built-in matrix only",
                 out.filters[0]
             ));
+        }
+        if out.compress && (out.frame.is_some() || out.max_frame.is_some()) {
+            return Err(
+                "--compress sends JSON telemetry in one frame per message: not with \
+                        --frame or --max-frame"
+                    .into(),
+            );
         }
         if out.custom() && out.quick {
             return Err(

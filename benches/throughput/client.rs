@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use polling::{Event, Events, PollMode, Poller};
 
 use crate::alloc;
+use crate::compress::{deflate, RSV1};
 use crate::frames::{
     encode_frame, encode_message, Decoder, Frame, KEEP, OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT,
 };
@@ -35,6 +36,9 @@ pub struct Endpoint {
     pub path: String,
     /// `false` for the raw TCP echo, which reflects the upgrade request instead of answering.
     pub websocket: bool,
+    /// Offer `permessage-deflate` (and fail when the gateway declines it): requests go
+    /// compressed, compressed replies are inflated.
+    pub deflate: bool,
 }
 
 /// What each request is.
@@ -211,6 +215,9 @@ pub struct Outcome {
     pub banners: u64,
     /// The least-served connection's replies in the window over the mean (1.0: even).
     pub min_share: f64,
+    /// Bytes read from and written to the sockets in the window (frame headers included).
+    pub wire_in: u64,
+    pub wire_out: u64,
 }
 
 impl Outcome {
@@ -232,6 +239,11 @@ impl Outcome {
 
     pub fn allocs_per_frame(&self) -> f64 {
         self.allocs as f64 / self.frames.max(1) as f64
+    }
+
+    /// Bytes on the wire per echoed message, both ways.
+    pub fn wire_per_frame(&self) -> f64 {
+        (self.wire_in + self.wire_out) as f64 / self.frames.max(1) as f64
     }
 }
 
@@ -259,9 +271,23 @@ struct Conn {
     replies: u64,
     /// Got EOF, a close or an error.
     dead: bool,
+    /// `permessage-deflate` was agreed: requests are sent compressed.
+    deflate: bool,
+    /// Bytes read and written so far.
+    wire_in: u64,
+    wire_out: u64,
 }
 
 impl Conn {
+    /// Appends the request `payload` as a message, compressed when agreed.
+    fn encode(&self, out: &mut Vec<u8>, opcode: u8, payload: &[u8], max_frame: Option<usize>) {
+        if self.deflate {
+            encode_message(out, RSV1 | opcode, &deflate(payload), self.mask, max_frame);
+        } else {
+            encode_message(out, opcode, payload, self.mask, max_frame);
+        }
+    }
+
     /// Queues a pong for a ping's payload.
     fn pong(&mut self, payload: &[u8]) {
         encode_frame(&mut self.out, 0x80 | 0xA, payload, self.mask);
@@ -287,10 +313,15 @@ fn connect(endpoint: &Endpoint, mask: [u8; 4]) -> io::Result<Conn> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(SETUP_TIMEOUT))?;
     stream.set_write_timeout(Some(SETUP_TIMEOUT))?;
+    let offer = if endpoint.deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     write!(
         stream,
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n",
         endpoint.path, endpoint.host
     )?;
     let mut head = Vec::with_capacity(512);
@@ -310,6 +341,16 @@ fn connect(endpoint: &Endpoint, mask: [u8; 4]) -> io::Result<Conn> {
         let status = text.lines().next().unwrap_or_default();
         return Err(io::Error::other(format!("upgrade refused: {status}")));
     }
+    let agreed = String::from_utf8_lossy(&head).lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("sec-websocket-extensions: permessage-deflate")
+    });
+    if endpoint.deflate && !agreed {
+        return Err(io::Error::other(
+            "the gateway declined permessage-deflate (a gateway of this crate accepts it when \
+             built with --features deflate)",
+        ));
+    }
     Ok(Conn {
         stream,
         mask,
@@ -321,6 +362,9 @@ fn connect(endpoint: &Endpoint, mask: [u8; 4]) -> io::Result<Conn> {
         next_id: 0,
         replies: 0,
         dead: false,
+        deflate: agreed,
+        wire_in: 0,
+        wire_out: 0,
     })
 }
 
@@ -330,7 +374,7 @@ fn probe(conn: &mut Conn, load: &Load) -> io::Result<u64> {
     let mut scratch = Vec::new();
     let (opcode, _) = load.body.write(u64::MAX, &mut scratch);
     let mut frame = Vec::new();
-    encode_message(&mut frame, opcode, &scratch, conn.mask, load.max_frame);
+    conn.encode(&mut frame, opcode, &scratch, load.max_frame);
     conn.stream.write_all(&frame)?;
     let mut chunk = vec![0u8; 64 * 1024];
     let mut banners = Vec::new();
@@ -501,7 +545,7 @@ fn drive(poller: &Poller, conns: &mut [Conn], load: &Load, timing: Timing) -> io
             .map(|c| {
                 let mut frame = Vec::new();
                 let (opcode, _) = load.body.write(0, &mut scratch);
-                encode_message(&mut frame, opcode, &scratch, c.mask, load.max_frame);
+                c.encode(&mut frame, opcode, &scratch, load.max_frame);
                 frame
             })
             .collect(),
@@ -525,6 +569,13 @@ fn drive(poller: &Poller, conns: &mut [Conn], load: &Load, timing: Timing) -> io
     let mut allocs_before = 0;
     let mut window = Duration::ZERO;
     let mut allocs = 0;
+    let wire = |conns: &[Conn]| {
+        conns
+            .iter()
+            .fold((0, 0), |(i, o), c| (i + c.wire_in, o + c.wire_out))
+    };
+    let mut wire_before = (0, 0);
+    let mut wire_in_window = (0, 0);
 
     // The first requests on every connection.
     for (i, conn) in conns.iter_mut().enumerate() {
@@ -536,9 +587,12 @@ fn drive(poller: &Poller, conns: &mut [Conn], load: &Load, timing: Timing) -> io
         if !measuring && sending && now >= window_start {
             measuring = true;
             allocs_before = alloc::open_window();
+            wire_before = wire(conns);
         }
         if measuring && now >= window_end {
             allocs = alloc::close_window(allocs_before);
+            let after = wire(conns);
+            wire_in_window = (after.0 - wire_before.0, after.1 - wire_before.1);
             window = now - window_start;
             measuring = false;
             sending = false;
@@ -581,6 +635,7 @@ fn drive(poller: &Poller, conns: &mut [Conn], load: &Load, timing: Timing) -> io
                     }
                     Ok(n) => {
                         let at = Instant::now();
+                        conn.wire_in += n as u64;
                         receive(conn, &rbuf[..n], at, measuring, load, &mut tally);
                         if conn.dead {
                             kill(poller, conn);
@@ -624,6 +679,8 @@ fn drive(poller: &Poller, conns: &mut [Conn], load: &Load, timing: Timing) -> io
         errors: tally.errors,
         first_error: tally.first_error,
         banners: 0,
+        wire_in: wire_in_window.0,
+        wire_out: wire_in_window.1,
     })
 }
 
@@ -689,7 +746,9 @@ fn top_up(conn: &mut Conn, load: &Load, templates: &[Vec<u8>], i: usize, scratch
             Some(frame) => conn.out.extend_from_slice(frame),
             None => {
                 let (opcode, _) = load.body.write(conn.next_id, scratch);
-                encode_message(&mut conn.out, opcode, scratch, conn.mask, load.max_frame);
+                let mut out = std::mem::take(&mut conn.out);
+                conn.encode(&mut out, opcode, scratch, load.max_frame);
+                conn.out = out;
             }
         }
         conn.next_id += 1;
@@ -701,7 +760,10 @@ fn top_up(conn: &mut Conn, load: &Load, templates: &[Vec<u8>], i: usize, scratch
 fn flush(poller: &Poller, conn: &mut Conn, key: usize, tally: &mut Tally) {
     while conn.out_pos < conn.out.len() {
         match conn.stream.write(&conn.out[conn.out_pos..]) {
-            Ok(n) => conn.out_pos += n,
+            Ok(n) => {
+                conn.out_pos += n;
+                conn.wire_out += n as u64;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {

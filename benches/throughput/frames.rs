@@ -1,5 +1,8 @@
 //! RFC 6455 client framing for the bench: masked frame encoding (with optional
-//! fragmentation) and a streaming decoder that needs no buffer for large payloads.
+//! fragmentation) and a streaming decoder that needs no buffer for large payloads (but for
+//! compressed messages, kept whole and inflated at their end).
+
+use crate::compress::inflate;
 
 const OP_CONT: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
@@ -10,7 +13,8 @@ pub const OP_PING: u8 = 0x9;
 /// Bytes of each reply's payload kept (unmasked) for the checks.
 pub const KEEP: usize = 256;
 
-/// Appends a masked client message to `out`, split into frames of at most `max_frame`.
+/// Appends a masked client message to `out`, split into frames of at most `max_frame`
+/// (`opcode` may carry RSV1: the first frame alone has it).
 pub fn encode_message(
     out: &mut Vec<u8>,
     opcode: u8,
@@ -61,6 +65,8 @@ pub enum Frame<'a> {
 
 /// A streaming decoder: parses headers (masked or not), keeps the first [`KEEP`] bytes of
 /// each message (unmasked) and skips the rest, so messages of any size need no buffering.
+/// A compressed message (RSV1 on its first frame) is kept whole and inflated at its end; one
+/// that does not inflate is reported with the length 0 and no bytes.
 #[derive(Default)]
 pub struct Decoder {
     head: [u8; 14],
@@ -75,6 +81,8 @@ pub struct Decoder {
     msg_opcode: u8,
     msg_len: u64,
     msg_keep: Vec<u8>,
+    /// The current message is compressed: its payload so far.
+    msg_packed: Option<Vec<u8>>,
     /// The current control frame's payload.
     control: Vec<u8>,
 }
@@ -119,6 +127,7 @@ impl Decoder {
                 self.msg_opcode = opcode;
                 self.msg_len = 0;
                 self.msg_keep.clear();
+                self.msg_packed = (self.b0 & 0x40 != 0).then(Vec::new);
             }
             self.head_len = 0;
             self.end_of_payload(len, &mut on_frame);
@@ -132,8 +141,16 @@ impl Decoder {
         } else {
             KEEP.saturating_sub(self.msg_keep.len())
         };
-        let kept = &chunk[..chunk.len().min(room)];
         let (mask, pos) = (self.mask, self.pos);
+        if let (false, Some(packed)) = (control, &mut self.msg_packed) {
+            packed.extend(chunk.iter().enumerate().map(|(i, b)| match mask {
+                Some(m) => b ^ m[(pos as usize + i) & 3],
+                None => *b,
+            }));
+            self.pos += chunk.len() as u64;
+            return;
+        }
+        let kept = &chunk[..chunk.len().min(room)];
         let unmasked = kept.iter().enumerate().map(|(i, b)| match mask {
             Some(m) => b ^ m[(pos as usize + i) & 3],
             None => *b,
@@ -158,6 +175,13 @@ impl Decoder {
             on_frame(Frame::Control(opcode, &self.control));
             self.control.clear();
         } else if self.b0 & 0x80 != 0 {
+            if let Some(packed) = self.msg_packed.take() {
+                let inflated = inflate(&packed).unwrap_or_default();
+                self.msg_len = inflated.len() as u64;
+                self.msg_keep.clear();
+                self.msg_keep
+                    .extend_from_slice(&inflated[..inflated.len().min(KEEP)]);
+            }
             on_frame(Frame::Message(
                 self.msg_opcode,
                 self.msg_len,

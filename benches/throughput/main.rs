@@ -9,6 +9,7 @@
 //! cargo bench --bench throughput -- --url ws://192.168.1.20:3002/ws --conns 16 --in-flight 16
 //! cargo bench --bench throughput -- --url ws://127.0.0.1:3002/ws \
 //!     --frame '{"kind":"message","pattern":"app.info","payload":null}'
+//! cargo bench --bench throughput --features deflate -- --compress   # permessage-deflate
 //! ```
 //!
 //! In-process (no `--url`), each case runs twice, back to back: against the gateway
@@ -65,6 +66,7 @@
 mod alloc;
 mod args;
 mod client;
+mod compress;
 mod frames;
 mod report;
 mod server;
@@ -101,9 +103,14 @@ fn echo_body(size: usize) -> Body {
 }
 
 fn echo(size: usize, conns: usize, in_flight: usize) -> Case {
-    let body = echo_body(size);
+    let name = format!("echo/{}/{conns}x{in_flight}", size_label(size));
+    echo_of(name, echo_body(size), conns, in_flight)
+}
+
+/// Case `name`: `body` echoed on [`server::ECHO_PATH`], `conns` x `in_flight`.
+fn echo_of(name: String, body: Body, conns: usize, in_flight: usize) -> Case {
     Case {
-        name: format!("echo/{}/{conns}x{in_flight}", size_label(size)),
+        name,
         load: Load {
             conns,
             in_flight,
@@ -176,6 +183,10 @@ fn custom_case(args: &Args) -> Result<Case, String> {
     let conns = args.conns.unwrap_or(16);
     let in_flight = args.in_flight.unwrap_or(16);
     let mut case = match &args.frame {
+        None if args.compress => {
+            let size = args.size.unwrap_or(128);
+            compress::case(size, conns, in_flight)
+        }
         None => echo(args.size.unwrap_or(128), conns, in_flight),
         Some(text) => {
             let request = serde_json::from_str::<serde_json::Value>(text).ok();
@@ -258,6 +269,7 @@ fn measure_in_process(case: &Case, raw: bool, timing: Timing) -> Result<client::
         host: running.addr.to_string(),
         path: case.path.into(),
         websocket: !raw,
+        deflate: false,
     };
     let mut load = case.load.clone();
     if raw {
@@ -305,7 +317,7 @@ fn in_process(cases: Vec<Case>, timing: Timing) -> Vec<Row> {
 }
 
 /// Runs `case` against the gateway at `url`. `Err` is a one-line reason it could not run.
-fn remote(url: &Url, case: &Case, timing: Timing) -> Result<Row, String> {
+fn remote(url: &Url, case: &Case, deflate: bool, timing: Timing) -> Result<Row, String> {
     let addrs: Vec<_> = (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
@@ -319,6 +331,7 @@ fn remote(url: &Url, case: &Case, timing: Timing) -> Result<Row, String> {
         host: url.authority.clone(),
         path: url.path.clone(),
         websocket: true,
+        deflate,
     };
     eprintln!(
         "throughput: {} ({}), {}, {:?} warm-up + {:?}",
@@ -331,11 +344,29 @@ fn remote(url: &Url, case: &Case, timing: Timing) -> Result<Row, String> {
     let outcome = client::run(&endpoint, &case.load, timing)
         .map_err(|e| format!("cannot run against {}: {e}", url.text))?;
     eprintln!("{}: {}", case.name, describe(&outcome));
+    if deflate {
+        eprintln!(
+            "{}: {:.0} bytes on the wire per echoed message",
+            case.name,
+            outcome.wire_per_frame()
+        );
+    }
     Ok(Row {
         name: case.name.clone(),
         gateway: Ok(outcome),
         raw: None,
     })
+}
+
+/// `--compress` in-process: the cases without then with `permessage-deflate`.
+fn compressed(cases: Vec<Case>, timing: Timing) -> ExitCode {
+    let rows = compress::in_process(cases, timing);
+    compress::print(&rows);
+    if rows.iter().any(compress::Row::failed) {
+        eprintln!("throughput: some case had errors or failed (see above)");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -371,23 +402,32 @@ fn main() -> ExitCode {
             }
         };
         match &args.url {
-            Some(url) => match remote(url, &case, timing) {
+            Some(url) => match remote(url, &case, args.compress, timing) {
                 Ok(row) => vec![row],
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::FAILURE;
                 }
             },
+            None if args.compress => return compressed(vec![case], timing),
             None => in_process(vec![case], timing),
         }
     } else {
-        let cases: Vec<Case> = matrix(args.quick)
+        let all = if args.compress {
+            compress::matrix()
+        } else {
+            matrix(args.quick)
+        };
+        let cases: Vec<Case> = all
             .into_iter()
             .filter(|c| args.filters.is_empty() || args.filters.iter().any(|f| c.name.contains(f)))
             .collect();
         if cases.is_empty() {
             eprintln!("error: no case matches {:?}", args.filters);
             return ExitCode::from(2);
+        }
+        if args.compress {
+            return compressed(cases, timing);
         }
         in_process(cases, timing)
     };

@@ -85,6 +85,7 @@ fn exercise(data: &[u8], max_headers: usize, request: &UpgradeRequest) {
                 &mut out,
                 key,
                 protocols.first().copied(),
+                None,
                 "req-1-1",
             );
             let (status, headers_end, _) = parse_response(&out);

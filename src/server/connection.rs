@@ -65,7 +65,7 @@ impl Server {
             Err(Some(Rejection::new(408, "handshake timeout")))
         };
         let accepted = or(shared.handshake(&mut io, peer), timeout).await;
-        let (mount, ctx, read_ahead) = match accepted {
+        let (mount, ctx, read_ahead, extensions) = match accepted {
             Ok(accepted) => accepted,
             Err(Some(rejection)) => {
                 Box::pin(shared.reject(&mut io, rejection)).await;
@@ -77,6 +77,7 @@ impl Server {
         let conn = Conn::new(
             io,
             read_ahead,
+            extensions,
             Arc::clone(&mount.config),
             Arc::clone(&shared.stats),
             Arc::clone(&shared.signal),

@@ -15,9 +15,11 @@ use crate::context::{Handshake, RequestId, WebSocketContext};
 use crate::log::event;
 use crate::rt::{Stream, Timer};
 use crate::ws::upgrade::{self, Rejection, Status, UpgradeRequest};
-use crate::ws::{Stats, WebSocketConfig};
+use crate::ws::{Extensions, Stats, WebSocketConfig};
 
-pub(super) type Accepted<'a> = (&'a Mount, WebSocketContext, Vec<u8>);
+/// The upgraded connection's gateway, context, first bytes (read with the request) and
+/// agreed extensions.
+pub(super) type Accepted<'a> = (&'a Mount, WebSocketContext, Vec<u8>, Extensions);
 
 impl Shared {
     /// Reads and answers the upgrade. `Err(None)`: nothing more to do.
@@ -75,6 +77,7 @@ impl Shared {
             None => None,
         };
         let protocol = select_protocol(&mount.config, &request);
+        let extensions = Extensions::negotiate(&mount.config, request.headers());
         let id = self.next_id.add(1);
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -82,7 +85,13 @@ impl Shared {
             .map_or(0, |d| d.as_millis() as u64);
         let request_id = RequestId::text(millis, id);
         let mut out = Vec::with_capacity(256);
-        upgrade::write_switching_protocols(&mut out, &key, protocol.as_deref(), &request_id);
+        upgrade::write_switching_protocols(
+            &mut out,
+            &key,
+            protocol.as_deref(),
+            extensions.response(),
+            &request_id,
+        );
         drop(request_id);
         io.write_all(&out).await.map_err(|_| None)?;
         io.flush().await.map_err(|_| None)?;
@@ -98,7 +107,7 @@ impl Shared {
             protocol,
         };
         let ctx = WebSocketContext::upgraded(self.providers.clone(), id, millis, handshake);
-        Ok((mount, ctx, buf))
+        Ok((mount, ctx, buf, extensions))
     }
 
     /// Answers with `rejection`, then closes.

@@ -65,7 +65,8 @@ impl Closing {
 }
 
 /// The close code a connection sends when reading fails with `error`: 1002 for protocol
-/// violations, 1007 for invalid UTF-8, 1009 for a frame or message over the limits, 1008 for
+/// violations, 1007 for invalid UTF-8 (or, with `permessage-deflate`, a compressed message
+/// that does not inflate), 1009 for a frame or message over the limits, 1008 for
 /// a full write buffer, 1011 otherwise; `None` when the connection is gone and no close
 /// frame can be sent.
 ///
@@ -97,7 +98,11 @@ pub(crate) fn close_code_of(e: &WsError) -> Option<CloseCode> {
 pub(crate) fn reason_for(code: CloseCode) -> &'static str {
     match code {
         CloseCode::Protocol => "protocol error",
+        #[cfg(not(feature = "deflate"))]
         CloseCode::Invalid => "invalid UTF-8",
+        // Also a compressed message that does not inflate.
+        #[cfg(feature = "deflate")]
+        CloseCode::Invalid => "invalid UTF-8 or DEFLATE data",
         CloseCode::Size => "message too big",
         CloseCode::Policy => "slow consumer",
         CloseCode::Away => "going away",

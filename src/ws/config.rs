@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "deflate")]
+use super::compression::Compression;
 use super::guard::Guard;
 use super::outbox::Overflow;
 
@@ -55,6 +57,9 @@ pub struct WebSocketConfig {
     pub(crate) protocols: Vec<String>,
     /// The upgrade guard (see [`WebSocketConfig::guard`]). Default none.
     pub(crate) guard: Option<Arc<dyn Guard>>,
+    /// See [`get_compression`](Self::get_compression).
+    #[cfg(feature = "deflate")]
+    pub(crate) compression: Compression,
 }
 
 impl Default for WebSocketConfig {
@@ -75,6 +80,8 @@ impl Default for WebSocketConfig {
             allowed_origins: None,
             protocols: Vec::new(),
             guard: None,
+            #[cfg(feature = "deflate")]
+            compression: Compression::default(),
         }
     }
 }
@@ -121,6 +128,13 @@ impl WebSocketConfig {
         close_timeout: Duration;
         /// Sets [`get_fairness_budget`](Self::get_fairness_budget).
         fairness_budget: u32;
+    }
+
+    /// Sets [`get_compression`](Self::get_compression) (feature `deflate`).
+    #[cfg(feature = "deflate")]
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
     }
 
     /// Sets [`get_endpoint`](Self::get_endpoint) (normalised).
@@ -240,12 +254,24 @@ impl WebSocketConfig {
     pub fn get_protocols(&self) -> &[String] {
         &self.protocols
     }
+
+    /// Whether `permessage-deflate` (RFC 7692) is accepted when a client offers it (every
+    /// browser does), and the smallest reply or push compressed (feature `deflate`). Default
+    /// [`Compression::Deflate`]` { min_size: 128 }`: on, messages under 128 bytes sent as
+    /// they are. A compressed message from the client is inflated within
+    /// [`get_max_message_size`](Self::get_max_message_size) (its compressed bytes count
+    /// against it too; beyond it, 1009), and one that does not inflate closes the
+    /// connection with 1007. No compression state is kept per connection.
+    #[cfg(feature = "deflate")]
+    pub fn get_compression(&self) -> Compression {
+        self.compression
+    }
 }
 
 impl fmt::Debug for WebSocketConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebSocketConfig")
-            .field("endpoint", &self.endpoint)
+        let mut f = f.debug_struct("WebSocketConfig");
+        f.field("endpoint", &self.endpoint)
             .field("max_frame_size", &self.max_frame_size)
             .field("max_message_size", &self.max_message_size)
             .field("read_buffer_size", &self.read_buffer_size)
@@ -259,8 +285,10 @@ impl fmt::Debug for WebSocketConfig {
             .field("fairness_budget", &self.fairness_budget)
             .field("allowed_origins", &self.allowed_origins)
             .field("protocols", &self.protocols)
-            .field("guard", &self.guard.as_ref().map(|_| "Guard"))
-            .finish()
+            .field("guard", &self.guard.as_ref().map(|_| "Guard"));
+        #[cfg(feature = "deflate")]
+        f.field("compression", &self.compression);
+        f.finish()
     }
 }
 
@@ -312,5 +340,10 @@ mod debug_tests {
         ] {
             assert!(text.contains(field), "{field} missing from {text}");
         }
+        #[cfg(feature = "deflate")]
+        assert!(
+            text.contains("compression: Deflate { min_size: 128 }"),
+            "{text}"
+        );
     }
 }

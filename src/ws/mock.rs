@@ -81,6 +81,7 @@ impl Mock {
         Conn::new(
             Box::new(self.clone()),
             input.to_vec(),
+            super::Extensions::default(),
             Arc::new(config),
             Arc::default(),
             Arc::default(),

@@ -8,16 +8,14 @@
 
 mod auth;
 mod close;
+#[cfg(feature = "deflate")]
+mod compression;
 mod config;
 mod conn;
-// permessage-deflate's negotiation and codec, to be wired into the upgrade and the framing.
+// permessage-deflate's negotiation and codec.
 #[cfg(feature = "deflate")]
-#[expect(unused_imports, reason = "not wired into the connection yet")]
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "not wired into the connection yet")
-)]
 pub(crate) mod deflate;
+mod extensions;
 mod framing;
 mod guard;
 #[cfg(test)]
@@ -29,9 +27,12 @@ pub mod upgrade;
 
 pub use auth::{AuthIdentity, Forbidden};
 pub use close::{close_code, CloseInfo};
+#[cfg(feature = "deflate")]
+pub use compression::Compression;
 pub(crate) use config::normalize_endpoint;
 pub use config::WebSocketConfig;
 pub(crate) use conn::Conn;
+pub(crate) use extensions::Extensions;
 
 pub use framing::Framing;
 pub use guard::{guard_fn, Guard, GuardFuture, GuardResult};

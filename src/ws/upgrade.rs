@@ -261,11 +261,13 @@ pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
         })
 }
 
-/// Writes the `101 Switching Protocols` answer for `key` into `out`.
+/// Writes the `101 Switching Protocols` answer for `key` into `out`, with the selected
+/// subprotocol and the agreed extensions (the `Sec-WebSocket-Extensions` value), if any.
 pub fn write_switching_protocols(
     out: &mut Vec<u8>,
     key: &str,
     protocol: Option<&str>,
+    extensions: Option<&str>,
     request_id: &str,
 ) {
     out.extend_from_slice(
@@ -274,6 +276,9 @@ pub fn write_switching_protocols(
     push_header(out, "Sec-WebSocket-Accept", &accept_key(key.as_bytes()));
     if let Some(protocol) = protocol {
         push_header(out, "Sec-WebSocket-Protocol", protocol);
+    }
+    if let Some(extensions) = extensions {
+        push_header(out, "Sec-WebSocket-Extensions", extensions);
     }
     push_header(out, "x-request-id", request_id);
     out.extend_from_slice(b"\r\n");
@@ -538,13 +543,25 @@ mod tests {
             &mut out,
             "dGhlIHNhbXBsZSBub25jZQ==",
             Some("chat"),
+            None,
             "req-1-1",
         );
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(text.contains("Sec-WebSocket-Protocol: chat\r\n"));
+        assert!(!text.contains("Sec-WebSocket-Extensions"));
         assert!(text.ends_with("x-request-id: req-1-1\r\n\r\n"));
+        let mut out = Vec::new();
+        write_switching_protocols(
+            &mut out,
+            "dGhlIHNhbXBsZSBub25jZQ==",
+            None,
+            Some("x; y"),
+            "r",
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\r\nSec-WebSocket-Extensions: x; y\r\nx-request-id: r\r\n"));
 
         let mut out = Vec::new();
         write_rejection(&mut out, Rejection::new(426, "upgrade"));

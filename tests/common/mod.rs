@@ -16,6 +16,8 @@ use nestforge_edge::{Server, ShutdownHandle};
 
 pub type Client = WebSocketStream<smol::net::TcpStream>;
 
+pub mod deflate;
+
 #[allow(dead_code)] // its `main`
 #[path = "../../examples/echo.rs"]
 mod echo_example;
@@ -269,6 +271,35 @@ pub fn example(name: &str) -> std::path::PathBuf {
         .join(name);
     assert!(path.exists(), "build the examples first: {path:?}");
     path
+}
+
+/// Example `name` started on a free loopback port (`HOST`, `PORT`) with `env` besides, once
+/// it accepts connections (10 s at most, scaled): the process and its address. The caller
+/// stops it (`kill`, then `wait`).
+#[allow(dead_code)]
+pub fn start_example(name: &str, env: &[(&str, String)]) -> (std::process::Child, SocketAddr) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(example(name))
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let start = std::time::Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < scaled(Duration::from_secs(10)),
+            "{name} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, addr)
 }
 
 /// Whether Python's `websockets` is installed; without it an interop test skips, except

@@ -29,7 +29,7 @@ pub(crate) use send::{Flush, Sending};
 
 use super::close::{close_code_of, Closing};
 use super::framing::Framing;
-use super::{Outbox, Stats, WebSocketConfig};
+use super::{Extensions, Outbox, Stats, WebSocketConfig};
 use crate::error::{Error, Result};
 use crate::log::event;
 use crate::rt::{self, Deadlines, Signal, Stream};
@@ -105,12 +105,14 @@ impl Conn {
     pub(crate) fn new(
         io: Stream,
         read_ahead: Vec<u8>,
+        extensions: Extensions,
         config: Arc<WebSocketConfig>,
         stats: Arc<Stats>,
         signal: Arc<Signal>,
         deadlines: Arc<Deadlines>,
     ) -> Self {
-        let framing = Framing::new(&read_ahead, &config);
+        let mut framing = Framing::new(&read_ahead, &config);
+        framing.agree(extensions);
         let now = Instant::now();
         let mut conn = Conn {
             io,

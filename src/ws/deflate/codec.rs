@@ -49,6 +49,11 @@ const FIRST_RATIO: usize = 4;
 /// The smallest first output buffer.
 const FIRST_MIN: usize = 256;
 
+/// An inflation's output buffer is kept for the thread's next one up to this capacity; a
+/// message inflated into it is copied out at its size (one allocation per message, rather
+/// than the buffer's growth and a shrink).
+const OUTPUT_SPARE_MAX: usize = 64 * 1024;
+
 thread_local! {
     /// Created at the thread's first compression (about 320 KB: the 32 KiB window and its
     /// hash chains, the code and output buffers); a full flush ends every message, so the
@@ -57,6 +62,8 @@ thread_local! {
     /// Created at the thread's first inflation (about 11 KB of Huffman tables); the output
     /// buffer is the message itself, so no window is kept.
     static INFLATER: RefCell<Option<Box<DecompressorOxide>>> = const { RefCell::new(None) };
+    /// The last inflation's output buffer, empty, when it was small enough to keep.
+    static OUTPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Why a compressed message could not be inflated.
@@ -143,11 +150,27 @@ fn with_compressor<T>(f: impl FnOnce(&mut CompressorOxide) -> T) -> Option<T> {
 /// most `max_output` bytes. Also accepted: messages of several DEFLATE blocks, a message
 /// ending with a final block (BFINAL set: what follows it is ignored), and an empty
 /// payload, which some peers send for an empty message.
+///
+/// The inflation runs in the thread's output buffer, kept (empty) for the next one up to
+/// [`OUTPUT_SPARE_MAX`] bytes of capacity; a message is then copied out at its size, a
+/// larger one keeps the buffer it was inflated into.
 pub(crate) fn inflate(compressed: &[u8], max_output: usize) -> Result<Vec<u8>, InflateError> {
-    let mut out = Vec::new();
-    inflate_into(compressed, max_output, &mut out)?;
-    out.shrink_to_fit();
-    Ok(out)
+    let mut out = OUTPUT
+        .try_with(|cell| cell.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let result = inflate_into(compressed, max_output, &mut out);
+    if out.capacity() > OUTPUT_SPARE_MAX {
+        return result.map(|()| {
+            out.shrink_to_fit();
+            out
+        });
+    }
+    let message = result.map(|()| out.to_vec());
+    out.clear();
+    let _ = OUTPUT.try_with(|cell| cell.try_borrow_mut().map(|mut b| *b = out));
+    message
 }
 
 /// [`inflate`] into `out` (cleared first). On an error `out` is left as the inflation

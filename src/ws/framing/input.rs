@@ -205,7 +205,7 @@ impl Input {
             (OpCode::Data(Data::Continue), Some(fragments)) => fragments,
             (OpCode::Data(data @ (Data::Text | Data::Binary)), slot @ None) if !header.is_final => {
                 // Its buffer grows as the fragments arrive (see `Large::read`).
-                slot.insert(Box::new(Fragments::new(data == Data::Text, 0)))
+                slot.insert(Box::new(Fragments::new(data == Data::Text, header)))
             }
             _ => return Ok(None),
         };
@@ -322,7 +322,10 @@ fn check(header: &FrameHeader, len: u64, limits: &Limits) -> Result<usize> {
             max_size: limits.max_frame,
         }));
     }
-    if header.rsv1 || header.rsv2 || header.rsv3 {
+    let reserved = header.rsv1 || header.rsv2 || header.rsv3;
+    #[cfg(feature = "deflate")]
+    let reserved = reserved && !super::compressed::starts_compressed(header, limits);
+    if reserved {
         return Err(Error::Protocol(ProtocolError::NonZeroReservedBits));
     }
     if header.mask.is_none() {

@@ -13,7 +13,10 @@
 //! - `fragments`: reassembly, the message limit and UTF-8 checked fragment by fragment;
 //! - `output`: large payloads are queued by reference and written with `writev`; the write
 //!   buffer and the queue of large payloads go back to per-thread spares once the socket took
-//!   it all.
+//!   it all;
+//! - `compressed` (feature `deflate`): with `permessage-deflate` agreed, RSV1 on a message's
+//!   first frame, the message inflated whole once its last frame arrived, and text and
+//!   binary messages compressed on sending.
 
 use std::io::{self, Read, Write};
 
@@ -25,50 +28,23 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
 use super::close::{CloseState, Closer, Closing, PeerClose};
-use super::WebSocketConfig;
+#[cfg(feature = "deflate")]
+use super::extensions::Deflating;
+use super::{Extensions, WebSocketConfig};
 
+mod ahead;
+#[cfg(feature = "deflate")]
+mod compressed;
 mod fragments;
 mod header;
 mod input;
 mod output;
 
+pub(crate) use ahead::Ahead;
+use ahead::Untold;
 use fragments::{too_long, Fragments};
 use input::{Body, Input};
 use output::{Output, Payload};
-
-/// A byte stream that may tell how many bytes a read could take now.
-pub(crate) trait Ahead: Read + Write {
-    /// Bytes ready to read without waiting; 0 when unknown.
-    fn available(&mut self) -> usize {
-        0
-    }
-}
-
-/// A stream that tells nothing ahead.
-struct Untold<'a, S>(&'a mut S);
-
-impl<S: Read + Write> Read for Untold<'_, S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
-        self.0.read_vectored(bufs)
-    }
-}
-
-impl<S: Read + Write> Write for Untold<'_, S> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.0.write_vectored(bufs)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl<S: Read + Write> Ahead for Untold<'_, S> {}
 
 /// The largest frame header (2 + 8 bytes of length + 4 of mask).
 const MAX_HEADER: usize = 14;
@@ -85,6 +61,10 @@ struct Limits {
     max_message: usize,
     /// Unsent bytes beyond which `write` answers `WriteBufferFull`.
     max_write_buffer: usize,
+    /// `permessage-deflate` was agreed: RSV1 may mark a message compressed, and messages
+    /// are compressed on sending.
+    #[cfg(feature = "deflate")]
+    deflate: Option<Deflating>,
 }
 
 /// The server side of a WebSocket connection's framing: what each connection runs, public
@@ -120,6 +100,8 @@ impl Framing {
                 max_write_buffer: config.max_write_buffer_size
                     + config.max_write_buffer_size.max(config.max_message_size)
                     + 16,
+                #[cfg(feature = "deflate")]
+                deflate: None,
             },
             input: Input::new(read_ahead),
             fragments: None,
@@ -127,6 +109,16 @@ impl Framing {
             pong: None,
             reply_due: false,
         }
+    }
+
+    /// Frames under the extensions the upgrade agreed (none without the feature `deflate`).
+    pub(crate) fn agree(&mut self, extensions: Extensions) {
+        #[cfg(feature = "deflate")]
+        {
+            self.limits.deflate = extensions.deflate;
+        }
+        #[cfg(not(feature = "deflate"))]
+        let Extensions {} = extensions;
     }
 
     /// Whether messages can still be sent (no Close sent or received).
@@ -240,7 +232,7 @@ impl Framing {
                     return Ok(None);
                 }
                 let fragments = self.fragments.take().expect("fragments");
-                return fragments.complete().map(Some);
+                return fragments.complete(self.limits.max_message).map(Some);
             }
         };
         match header.opcode {
@@ -269,7 +261,7 @@ impl Framing {
                     return Ok(None);
                 }
                 let fragments = self.fragments.take().expect("fragments");
-                fragments.complete().map(Some)
+                fragments.complete(self.limits.max_message).map(Some)
             }
             OpCode::Data(data) => {
                 if self.fragments.is_some() {
@@ -277,12 +269,16 @@ impl Framing {
                 }
                 let text = data == Data::Text;
                 if !header.is_final {
-                    let mut fragments = Fragments::new(text, 0);
+                    let mut fragments = Fragments::new(text, &header);
                     fragments.extend(&payload, self.limits.max_message)?;
                     self.fragments = Some(Box::new(fragments));
                     return Ok(None);
                 }
                 too_long(payload.len(), self.limits.max_message)?;
+                #[cfg(feature = "deflate")]
+                if header.rsv1 {
+                    return compressed::inflate(&payload, text, self.limits.max_message).map(Some);
+                }
                 Ok(Some(if text {
                     Message::Text(Utf8Bytes::try_from(payload)?)
                 } else {
@@ -360,6 +356,10 @@ impl Framing {
             }
             Message::Close(_) => unreachable!("handled above"),
         };
+        #[cfg(feature = "deflate")]
+        if self.push_compressed(opcode, &payload) {
+            return Ok(());
+        }
         let header = FrameHeader {
             opcode,
             ..FrameHeader::default()

@@ -13,18 +13,18 @@ use crate::ws::WebSocketConfig;
 
 /// Input handed out at most `chunk` bytes per read (`WouldBlock` when empty); records the
 /// size of every read asked for and collects what is written.
-struct Stream {
-    input: Vec<u8>,
-    at: usize,
+pub(super) struct Stream {
+    pub(super) input: Vec<u8>,
+    pub(super) at: usize,
     chunk: usize,
     asked: Vec<usize>,
-    output: Vec<u8>,
+    pub(super) output: Vec<u8>,
     /// Writes answer `WouldBlock` while `false`.
     writable: bool,
 }
 
 impl Stream {
-    fn new(input: Vec<u8>, chunk: usize) -> Self {
+    pub(super) fn new(input: Vec<u8>, chunk: usize) -> Self {
         Stream {
             input,
             at: 0,
@@ -78,8 +78,8 @@ impl Write for Stream {
     }
 }
 
-/// A masked client frame.
-fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+/// A masked client frame (`opcode` may carry the reserved bits: `0x40` is RSV1).
+pub(super) fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
     let mut out = vec![u8::from(fin) << 7 | opcode];
     match payload.len() {
@@ -109,7 +109,7 @@ fn large_limits() -> WebSocketConfig {
         .max_message_size(1 << 20)
 }
 
-fn would_block(e: &Error) -> bool {
+pub(super) fn would_block(e: &Error) -> bool {
     matches!(e, Error::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 

@@ -273,3 +273,24 @@ fn garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn the_output_buffer_kept_for_the_next_inflation_is_bounded() {
+    let (small, large) = (json(4096, 3), json(200_000, 4));
+    let message = inflate(&compressed(&small, 15).unwrap(), 1 << 20).unwrap();
+    assert_eq!(message, small);
+    let (len, capacity) = OUTPUT.with_borrow(|b| (b.len(), b.capacity()));
+    assert_eq!(len, 0);
+    assert!((4096..=OUTPUT_SPARE_MAX).contains(&capacity), "{capacity}");
+    // A larger message keeps the buffer it was inflated into: none is left behind.
+    assert_eq!(
+        inflate(&compressed(&large, 15).unwrap(), 1 << 20).unwrap(),
+        large
+    );
+    assert_eq!(OUTPUT.with_borrow(|b| b.capacity()), 0);
+    // Nor after a bomb stopped at a limit over the spare's size.
+    let bomb = compressed(&vec![0; 1 << 20], 15).unwrap();
+    assert_eq!(inflate(&bomb, 100_000), Err(InflateError::TooBig));
+    assert_eq!(OUTPUT.with_borrow(|b| b.capacity()), 0);
+    assert_eq!(inflate(&bomb, 1 << 20).unwrap().len(), 1 << 20);
+}
