@@ -372,33 +372,6 @@ fn status_bytes(pid: u32, field: &str) -> u64 {
     kib * 1024
 }
 
-/// Example `name` started with a free `PORT` and `envs` (its stdout discarded), once it
-/// accepts connections on 127.0.0.1.
-#[allow(dead_code)]
-pub fn start_example(name: &str, envs: &[(&str, String)]) -> (std::process::Child, SocketAddr) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(example(name))
-        .env("PORT", port.to_string())
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let start = std::time::Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            start.elapsed() < scaled(Duration::from_secs(10)),
-            "{name} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, addr)
-}
-
 /// `child`'s exit status once it exits, within `secs` (scaled); killed past that.
 #[allow(dead_code)]
 pub fn wait_exit(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
