@@ -11,7 +11,7 @@
 //! application's own error code, `sensor.too_hot`. `HOST`, `PORT` as in the other examples;
 //! SIGINT or SIGTERM shuts it down gracefully (Close 1001, the shutdown hooks, exit 0).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -47,13 +47,14 @@ struct Reading {
 
 /// The sensor (simulated: a slow warm-up) and the last reading.
 struct Sensor {
-    seq: AtomicU64,
+    // 32 bits: devices without 64-bit atomics (ARMv5TE, MIPS32) run this example too.
+    seq: AtomicU32,
     latest: Mutex<Option<Reading>>,
 }
 
 impl Sensor {
     fn read(&self) -> Reading {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let seq = u64::from(self.seq.fetch_add(1, Ordering::Relaxed));
         let reading = Reading {
             celsius: 21.0 + (seq % 10) as f64 * 0.5,
             seq,
@@ -153,7 +154,7 @@ module! {
     struct AppModule {
         providers: [
             load_config()?,
-            Sensor { seq: AtomicU64::new(0), latest: Mutex::new(None) },
+            Sensor { seq: AtomicU32::new(0), latest: Mutex::new(None) },
             Provider::factory(build_schedules),
             build_patterns(),
         ],
