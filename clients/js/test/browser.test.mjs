@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 
 import { cases } from './cases.mjs';
-import { freePort, Gateway } from './gateways.mjs';
+import { freePort, startGateways } from './gateways.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url)); // clients/js/
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -85,11 +85,7 @@ describe('headless Chromium', { skip: missing }, () => {
   const pageLog = [];
 
   before(async () => {
-    const [events, push, restartable] = await Promise.all([
-      Gateway.start('events_gateway'),
-      Gateway.start('push_gateway'),
-      Gateway.start('push_gateway'),
-    ]);
+    const { events, push, restartable } = await startGateways();
     gateways.push(events, push, restartable);
     server = staticServer(restartable).listen(0, '127.0.0.1');
     await once(server, 'listening');

@@ -8,17 +8,13 @@ import { after, before, describe, test } from 'node:test';
 
 import { connect, NestForgeError } from '../nestforge-edge.js';
 import { cases, runCase } from './cases.mjs';
-import { freePort, Gateway } from './gateways.mjs';
+import { freePort, Gateway, startGateways } from './gateways.mjs';
 
 const gateways = [];
 const env = {};
 
 before(async () => {
-  const [events, push, restartable] = await Promise.all([
-    Gateway.start('events_gateway'),
-    Gateway.start('push_gateway'),
-    Gateway.start('push_gateway'),
-  ]);
+  const { events, push, restartable } = await startGateways();
   gateways.push(events, push, restartable);
   Object.assign(env, {
     events: events.url,

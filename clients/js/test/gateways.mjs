@@ -26,6 +26,17 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
+/** The gateways both suites run against, started together: `events_gateway`, `push_gateway`,
+ * and a second `push_gateway` that tests stop and restart. */
+export async function startGateways() {
+  const [events, push, restartable] = await Promise.all([
+    Gateway.start('events_gateway'),
+    Gateway.start('push_gateway'),
+    Gateway.start('push_gateway'),
+  ]);
+  return { events, push, restartable };
+}
+
 /** An example gateway (`events_gateway`, `push_gateway`) that can be stopped and restarted. */
 export class Gateway {
   constructor(name, port) {
