@@ -30,6 +30,8 @@ pub struct ProvidersBuilder {
 }
 
 impl ProvidersBuilder {
+    /// A builder holding `entries` (for [`Providers::with`]).
+    #[cfg(feature = "mqtt")]
     pub(crate) fn from_entries(entries: Vec<Entry>) -> Self {
         ProvidersBuilder {
             entries,

@@ -224,8 +224,8 @@ impl Providers {
     }
 
     /// A copy with `value` added as the provider of `T` (which must not be registered).
-    // Only optional transports add providers after `create()`.
-    #[allow(dead_code)]
+    // Only the MQTT bridge adds providers after `create()`.
+    #[cfg(feature = "mqtt")]
     pub(crate) fn with<T: Send + Sync + 'static>(&self, value: T) -> Result<Providers> {
         let mut builder = ProvidersBuilder::from_entries(self.entries.to_vec());
         builder.provide(value)?;
